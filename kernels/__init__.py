@@ -1,0 +1,69 @@
+"""Recurrent-cell kernels: one module per cell, forward and backward side by side.
+
+Installed as ``minirnn.kernels``. Importing this package is cheap: Numba is imported only when a
+Numba kernel module (``simple_rnn``, ``lstm``, ``gru``) is first loaded through :func:`load`.
+
+Every cell exposes the same two functions, in the Numba modules and in :mod:`reference`::
+
+    y, states_T, saved = forward(x, mask, states0, kernel, recurrent_kernel, bias,
+                                 zero_output_for_mask=False, **cell_options)
+    dx, dstates0 = backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias,
+                            need_dx=True)
+
+Shapes: x [B, T, D], mask [B, T] (bool, True on valid steps), states [B, H] each, y [B, T, H].
+Arrays must be C-contiguous and share one float dtype (float32 or float64); the layer API in
+``minirnn.layers`` validates user input and prepares it. ``backward`` adds the parameter gradients
+into ``dkernel``, ``drecurrent_kernel`` and ``dbias`` (``+=``) and returns fresh arrays for the input
+and the initial states.
+"""
+
+import importlib
+import os
+
+CELLS = ("simple_rnn", "lstm", "gru")
+BACKENDS = ("numba", "numpy")
+
+
+def _numba_usable():
+    if os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"):
+        return False
+    try:
+        importlib.import_module("numba")
+    except ImportError:
+        return False
+    return True
+
+
+def default_backend():
+    """The backend used when none is asked for.
+
+    ``MINIRNN_BACKEND=numpy`` (or ``numba``) in the environment chooses explicitly; otherwise Numba when
+    it can be imported and is not disabled by ``NUMBA_DISABLE_JIT``, else the NumPy reference.
+    """
+    chosen = os.environ.get("MINIRNN_BACKEND", "").strip().lower()
+    if chosen:
+        if chosen not in BACKENDS:
+            raise ValueError(f"MINIRNN_BACKEND={chosen!r}: expected one of {BACKENDS}")
+        return chosen
+    return "numba" if _numba_usable() else "numpy"
+
+
+def load(cell, backend=None):
+    """Return ``(forward, backward)`` for ``cell`` ('simple_rnn', 'lstm', 'gru') on ``backend``.
+
+    backend: 'numba' (compiled kernels, the default) or 'numpy' (the plain NumPy reference in
+    :mod:`minirnn.kernels.reference`, slower, needs no compiler).
+    """
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}: expected one of {CELLS}")
+    backend = default_backend() if backend is None else backend
+    if backend == "numpy":
+        from . import reference
+        return getattr(reference, cell + "_forward"), getattr(reference, cell + "_backward")
+    if backend == "numba":
+        if not _numba_usable():
+            raise ImportError("backend='numba' needs numba installed and NUMBA_DISABLE_JIT unset; "
+                              "use backend='numpy' for the pure-NumPy reference")
+        module = importlib.import_module(f"{__name__}.{cell}")
+        return module.forward, module.backward
+    raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")

@@ -1,0 +1,169 @@
+"""LSTM cell: Numba forward and backprop-through-time, side by side.
+
+Shapes: B batch, T time, D input features, H units, G = 4H gate columns.
+Weights (Keras layout and gate order i, f, c, o): kernel W [D, 4H], recurrent_kernel U [H, 4H],
+bias b [4H]. States (h, c), each [B, H].
+
+Forward, for each step t and row with mask[b, t] true::
+
+    z   = x_t W + h_{t-1} U + b                  (split into z_i, z_f, z_c, z_o)
+    i   = sigmoid(z_i)    f = sigmoid(z_f)    g = tanh(z_c)    o = sigmoid(z_o)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)                          (the output y_t)
+
+A masked step keeps (h, c); its output repeats the previous output (zeros before the first valid
+step), or is zero with ``zero_output_for_mask``. Its input gets no gradient.
+
+Backward, per valid step, with dh = dh_t (from t+1) + dy_t and dc = dc_t (from t+1)::
+
+    do = dh * tanh(c_t)
+    dc = dc + dh * o * (1 - tanh(c_t)^2)
+    dz_i = dc * g * i(1-i)    dz_f = dc * c_{t-1} * f(1-f)    dz_c = dc * i * (1-g^2)
+    dz_o = do * o(1-o)
+    dh_{t-1} = dz U^T         dc_{t-1} = dc * f
+    dW += x_t^T dz    dU += h_{t-1}^T dz    db += sum_b dz    dx_t = dz W^T
+
+Design: the input projection x W for every step is one large matrix product, and so are dW, dU
+and dx after the loop; only h_{t-1} U (forward) and dz U^T (backward) are per step. The whole
+time loop is one compiled call: Numba's ``np.dot`` goes straight to BLAS, with no Python in the
+loop. Arrays are time-major inside ([T, B, ...]) so each step's rows are contiguous.
+"""
+
+import numpy as np
+
+from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
+
+
+@kernel_jit
+def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
+    B, T, D = x.shape
+    H = U.shape[0]
+    G = 4 * H
+    # time-major copy of the input, then the input projection for all steps at once
+    x_tm = time_major(x)
+    gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, G)
+    hs = np.empty((T + 1, B, H), dtype=x.dtype)    # hs[t] = h_{t-1}: saved for backward
+    cs = np.empty((T + 1, B, H), dtype=x.dtype)
+    hs[0] = h0
+    cs[0] = c0
+    y = np.empty((B, T, H), dtype=x.dtype)
+    zr = np.empty((B, G), dtype=x.dtype)           # recurrent part of z
+    b_i, b_f, b_c, b_o = bias[:H], bias[H:2 * H], bias[2 * H:3 * H], bias[3 * H:]
+    for t in range(T):
+        np.dot(hs[t], U, zr)                       # h_{t-1} U
+        for b in range(B):
+            h_prev, c_prev, h_new, c_new = hs[t, b], cs[t, b], hs[t + 1, b], cs[t + 1, b]
+            y_t = y[b, t]
+            if not mask[b, t]:                     # masked: carry the state, repeat the output
+                h_new[:] = h_prev
+                c_new[:] = c_prev
+                if zero_output_for_mask or t == 0:
+                    y_t[:] = 0.0
+                else:
+                    y_t[:] = y[b, t - 1]
+                continue
+            g_row, z_row = gates[t, b], zr[b]
+            g_i, g_f, g_c, g_o = g_row[:H], g_row[H:2 * H], g_row[2 * H:3 * H], g_row[3 * H:]
+            z_i, z_f, z_c, z_o = z_row[:H], z_row[H:2 * H], z_row[2 * H:3 * H], z_row[3 * H:]
+            for j in range(H):
+                i = sigmoid(g_i[j] + z_i[j] + b_i[j])
+                f = sigmoid(g_f[j] + z_f[j] + b_f[j])
+                g = tanh(g_c[j] + z_c[j] + b_c[j])
+                o = sigmoid(g_o[j] + z_o[j] + b_o[j])
+                c = f * c_prev[j] + i * g
+                h = o * tanh(c)
+                g_i[j], g_f[j], g_c[j], g_o[j] = i, f, g, o   # keep activated gates for backward
+                c_new[j] = c
+                h_new[j] = h
+                y_t[j] = h
+    return y, hs, cs, gates, x_tm
+
+
+@kernel_jit
+def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
+                   dW, dU, db, need_dx):
+    T, B, G = gates.shape
+    H = G // 4
+    D = x_tm.shape[2]
+    UT = np.ascontiguousarray(U.T)
+    dz = np.empty((T, B, G), dtype=gates.dtype)    # gradient of the gate pre-activations
+    dh = dh_T.copy()
+    dc = dc_T.copy()
+    dy_carry = np.zeros((B, H), dtype=gates.dtype)  # output gradient repeated over masked steps
+    dh_rec = np.empty((B, H), dtype=gates.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            dz_row = dz[t, b]
+            dy_t, carry = dy[b, t], dy_carry[b]
+            if not mask[b, t]:
+                dz_row[:] = 0.0                    # no gradient into a masked input
+                if not zero_output_for_mask:
+                    carry += dy_t
+                continue
+            g_row = gates[t, b]
+            i_, f_, g_, o_ = g_row[:H], g_row[H:2 * H], g_row[2 * H:3 * H], g_row[3 * H:]
+            dz_i, dz_f, dz_c, dz_o = dz_row[:H], dz_row[H:2 * H], dz_row[2 * H:3 * H], dz_row[3 * H:]
+            c_prev, c_t, dh_b, dc_b = cs[t, b], cs[t + 1, b], dh[b], dc[b]
+            for j in range(H):
+                dh_j = dh_b[j] + dy_t[j] + carry[j]
+                carry[j] = 0.0
+                i, f, g, o = i_[j], f_[j], g_[j], o_[j]
+                tc = tanh(c_t[j])
+                do = dh_j * tc                                   # through h = o * tanh(c)
+                dc_j = dc_b[j] + dh_j * o * (1.0 - tc * tc)
+                dz_i[j] = dc_j * g * i * (1.0 - i)               # through c = f c_prev + i g
+                dz_f[j] = dc_j * c_prev[j] * f * (1.0 - f)
+                dz_c[j] = dc_j * i * (1.0 - g * g)
+                dz_o[j] = do * o * (1.0 - o)
+                dc_b[j] = dc_j * f                               # dc_{t-1}
+        np.dot(dz[t], UT, dh_rec)                                # dh_{t-1} = dz U^T
+        for b in range(B):
+            if mask[b, t]:
+                dh[b] = dh_rec[b]
+    # parameter gradients (and dx): one large product each over all steps
+    dz2 = dz.reshape(T * B, G)
+    dW += np.dot(x_tm.reshape(T * B, D).T, dz2)
+    dU += np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, dz2)
+    db += dz2.sum(axis=0)
+    if need_dx:
+        dx = batch_major(np.dot(dz2, np.ascontiguousarray(W.T)).reshape(T, B, D))
+    else:
+        dx = np.empty((0, 0, 0), dtype=gates.dtype)
+    return dx, dh, dc
+
+
+def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False):
+    """LSTM forward over a whole sequence.
+
+    Parameters
+    ----------
+    x : [B, T, D] C-contiguous float32 or float64
+    mask : [B, T] bool, True on valid steps
+    states0 : (h0, c0), each [B, H]
+    kernel, recurrent_kernel, bias : [D, 4H], [H, 4H], [4H] in x's dtype (Keras layout)
+
+    Returns
+    -------
+    y : [B, T, H] outputs; ``y[:, -1]`` is each row's last valid output
+    states : (h_T, c_T), each [B, H]
+    saved : what :func:`backward` needs (time-major input, every h and c, activated gates)
+    """
+    h0, c0 = states0
+    y, hs, cs, gates, x_tm = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias,
+                                           zero_output_for_mask)
+    T = x.shape[1]
+    saved = (mask, x_tm, kernel, recurrent_kernel, gates, hs, cs, zero_output_for_mask)
+    return y, (hs[T].copy(), cs[T].copy()), saved
+
+
+def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
+    """LSTM backprop through time.
+
+    dy [B, T, H] and dstates_T (dh_T, dc_T) are the upstream gradients; ``saved`` comes from
+    :func:`forward`. Adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0, dc0)).
+    """
+    mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask = saved
+    dh_T, dc_T = dstates_T
+    dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs,
+                                  zero_output_for_mask, dkernel, drecurrent_kernel, dbias, need_dx)
+    return (dx if need_dx else None), (dh0, dc0)
