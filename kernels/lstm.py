@@ -35,6 +35,18 @@ from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
 
 
 @kernel_jit
+def _cell_update(gates, c_prev, c_new, h_new, y_t):
+    """c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t), for one row of activated gates (i, f, g, o)."""
+    H = c_prev.shape[0]
+    for j in range(H):
+        c = gates[H + j] * c_prev[j] + gates[j] * gates[2 * H + j]
+        h = gates[3 * H + j] * tanh(c)
+        c_new[j] = c
+        h_new[j] = h
+        y_t[j] = h
+
+
+@kernel_jit
 def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
     B, T, D = x.shape
     H = U.shape[0]
@@ -47,35 +59,29 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
     hs[0] = h0
     cs[0] = c0
     y = np.empty((B, T, H), dtype=x.dtype)
-    zr = np.empty((B, G), dtype=x.dtype)           # recurrent part of z
-    b_i, b_f, b_c, b_o = bias[:H], bias[H:2 * H], bias[2 * H:3 * H], bias[3 * H:]
+    z = np.empty((B, G), dtype=x.dtype)
     for t in range(T):
-        np.dot(hs[t], U, zr)                       # h_{t-1} U
+        np.dot(hs[t], U, z)                        # h_{t-1} U
         for b in range(B):
-            h_prev, c_prev, h_new, c_new = hs[t, b], cs[t, b], hs[t + 1, b], cs[t + 1, b]
-            y_t = y[b, t]
             if not mask[b, t]:                     # masked: carry the state, repeat the output
-                h_new[:] = h_prev
-                c_new[:] = c_prev
+                hs[t + 1, b] = hs[t, b]
+                cs[t + 1, b] = cs[t, b]
                 if zero_output_for_mask or t == 0:
-                    y_t[:] = 0.0
+                    y[b, t] = 0.0
                 else:
-                    y_t[:] = y[b, t - 1]
+                    y[b, t] = y[b, t - 1]
                 continue
-            g_row, z_row = gates[t, b], zr[b]
-            g_i, g_f, g_c, g_o = g_row[:H], g_row[H:2 * H], g_row[2 * H:3 * H], g_row[3 * H:]
-            z_i, z_f, z_c, z_o = z_row[:H], z_row[H:2 * H], z_row[2 * H:3 * H], z_row[3 * H:]
-            for j in range(H):
-                i = sigmoid(g_i[j] + z_i[j] + b_i[j])
-                f = sigmoid(g_f[j] + z_f[j] + b_f[j])
-                g = tanh(g_c[j] + z_c[j] + b_c[j])
-                o = sigmoid(g_o[j] + z_o[j] + b_o[j])
-                c = f * c_prev[j] + i * g
-                h = o * tanh(c)
-                g_i[j], g_f[j], g_c[j], g_o[j] = i, f, g, o   # keep activated gates for backward
-                c_new[j] = c
-                h_new[j] = h
-                y_t[j] = h
+            z_b, g_b = z[b], gates[t, b]
+            for j in range(G):                     # z = x_t W + h_{t-1} U + b
+                z_b[j] += g_b[j] + bias[j]
+            for j in range(2 * H):                 # i, f
+                z_b[j] = sigmoid(z_b[j])
+            for j in range(2 * H, 3 * H):          # g (candidate)
+                z_b[j] = tanh(z_b[j])
+            for j in range(3 * H, G):              # o
+                z_b[j] = sigmoid(z_b[j])
+            g_b[:] = z_b                           # keep activated gates for backward
+            _cell_update(z_b, cs[t, b], cs[t + 1, b], hs[t + 1, b], y[b, t])
     return y, hs, cs, gates, x_tm
 
 
