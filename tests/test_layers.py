@@ -1,0 +1,216 @@
+"""The public layer API: weights, initialisation, states, dtypes, errors, and the fast path."""
+
+import numpy as np
+import pytest
+
+from minirnn import kernels
+from minirnn.layers import GRU, LSTM, SimpleRNN
+
+LAYERS = [(SimpleRNN, {}, 1), (LSTM, {}, 4), (GRU, {"reset_after": True}, 3), (GRU, {"reset_after": False}, 3)]
+IDS = ["simple_rnn", "lstm", "gru", "gru_v1"]
+
+
+def _x(B=4, T=5, D=3, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed).standard_normal((B, T, D)).astype(dtype)
+
+
+@pytest.mark.parametrize("cls,opts,G", LAYERS, ids=IDS)
+def test_weights_keras_layout_and_initialisers(cls, opts, G):
+    layer = cls(6, seed=3, **opts)
+    layer.forward(_x(D=5))
+    kernel, recurrent, bias = layer.get_weights()
+    assert kernel.shape == (5, G * 6) and recurrent.shape == (6, G * 6)
+    assert bias.shape == ((2, G * 6) if opts.get("reset_after") else (G * 6,))
+    limit = np.sqrt(6 / (5 + G * 6))                          # glorot_uniform
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.5 * limit
+    for g in range(G):                                         # orthogonal per gate block
+        block = recurrent[:, g * 6:(g + 1) * 6].astype(np.float64)
+        np.testing.assert_allclose(block @ block.T, np.eye(6), atol=1e-5)
+    expected_bias = np.zeros_like(bias)
+    if cls is LSTM:
+        expected_bias[6:12] = 1.0                              # unit_forget_bias
+    np.testing.assert_array_equal(bias, expected_bias)
+    # same seed, same weights; set_weights round-trips
+    again = cls(6, seed=3, **opts)
+    again.build(5)
+    for a, b in zip(again.get_weights(), layer.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    new = [w + 1.0 for w in layer.get_weights()]
+    layer.set_weights(new)
+    for a, b in zip(layer.get_weights(), new):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,opts,G", LAYERS, ids=IDS)
+def test_outputs_states_and_dtype(cls, opts, G, dtype):
+    layer = cls(4, return_sequences=True, return_state=True, seed=0, **opts)
+    x = _x(dtype=dtype)
+    out, *states = layer.forward(x, lengths=[5, 3, 1, 0])
+    assert out.shape == (4, 5, 4) and out.dtype == dtype
+    assert len(states) == (2 if cls is LSTM else 1)
+    # the final h state is the last valid output; a length-0 row keeps its (zero) initial state
+    np.testing.assert_allclose(states[0][:3], out[[0, 1, 2], [4, 2, 0]], atol=1e-6)
+    assert np.all(states[0][3] == 0) and np.all(out[3] == 0)
+    # masked steps repeat the last output; return_sequences=False gives that last output
+    np.testing.assert_array_equal(out[1, 3], out[1, 2])
+    last = cls(4, seed=0, **opts).forward(x, lengths=[5, 3, 1, 0])
+    np.testing.assert_allclose(last, out[:, -1], atol=1e-6)
+    zero = cls(4, return_sequences=True, zero_output_for_mask=True, seed=0, **opts).forward(x, lengths=[5, 3, 1, 0])
+    assert np.all(zero[1, 3:] == 0) and np.allclose(zero[1, :3], out[1, :3], atol=1e-6)
+
+
+@pytest.mark.parametrize("cls,opts,G", LAYERS, ids=IDS)
+def test_initial_state_continues_a_sequence(cls, opts, G):
+    """Running 0..T in one call equals running 0..k and feeding the final state into k..T."""
+    layer = cls(5, return_sequences=True, return_state=True, seed=1, **opts)
+    x = _x(T=8, dtype=np.float64)
+    full, *final = layer.forward(x)
+    first, *mid = layer.forward(x[:, :3])
+    second, *final2 = layer.forward(x[:, 3:], initial_state=mid)
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), full, atol=1e-12)
+    for a, b in zip(final, final2):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_stacked_layers_backprop():
+    """Two layers chained: the first layer's dx path is what the model graph will use."""
+    rng = np.random.default_rng(0)
+    l1 = LSTM(4, return_sequences=True, seed=0, dtype="float64")
+    l2 = GRU(3, seed=1, dtype="float64")
+    x = rng.standard_normal((3, 6, 2))
+    lengths = [6, 4, 2]
+    w = rng.standard_normal((3, 3))
+
+    def loss():
+        return np.sum(l2.forward(l1.forward(x, lengths=lengths), lengths=lengths) * w)
+
+    loss()
+    d1, _ = l2.backward(w)
+    dx, _ = l1.backward(d1)
+    eps, i = 1e-6, (1, 2, 0)
+    x[i] += eps
+    up = loss()
+    x[i] -= 2 * eps
+    down = loss()
+    x[i] += eps
+    assert abs(dx[i] - (up - down) / (2 * eps)) < 1e-7
+
+
+def test_gradients_accumulate_until_zeroed():
+    layer = SimpleRNN(3, seed=0)
+    x = _x(dtype=np.float64)
+    y = layer.forward(x)
+    layer.backward(np.ones_like(y))
+    once = [g.copy() for g in layer.grads]
+    layer.backward(np.ones_like(y))
+    for a, b in zip(layer.grads, once):
+        np.testing.assert_allclose(a, 2 * b)
+    layer.zero_grads()
+    assert all(np.all(g == 0) for g in layer.grads)
+
+
+def test_numba_path_really_runs(monkeypatch):
+    monkeypatch.delenv("MINIRNN_BACKEND", raising=False)
+    from minirnn.kernels import lstm
+    assert kernels.default_backend() == "numba"
+    layer = LSTM(3, seed=0)
+    x = _x(dtype=np.float32)
+    calls = []
+    real = lstm._forward_loop
+    monkeypatch.setattr(lstm, "_forward_loop", lambda *a: calls.append(1) or real(*a))
+    layer.forward(x)
+    assert calls, "the layer did not call the Numba kernel"
+    # and it is compiled machine code, not the Python function
+    assert any(sig[0].dtype.name == "float32" for sig in real.signatures)
+    assert real.overloads, "no compiled overload"
+
+
+def test_backend_selection(monkeypatch):
+    monkeypatch.setenv("MINIRNN_BACKEND", "numpy")
+    assert kernels.default_backend() == "numpy"
+    from minirnn.kernels import reference
+    assert kernels.load("gru")[0] is reference.gru_forward
+    monkeypatch.setenv("MINIRNN_BACKEND", "cuda-please")
+    with pytest.raises(ValueError, match="MINIRNN_BACKEND"):
+        kernels.default_backend()
+    with pytest.raises(ValueError, match="unknown cell"):
+        kernels.load("transformer", "numpy")
+    with pytest.raises(ValueError, match="backend"):
+        LSTM(3, backend="tpu")
+
+
+@pytest.mark.parametrize("bad,kwargs,error,message", [
+    (np.zeros((2, 3), np.float32), {}, ValueError, r"x: expected shape \[batch, time, features\]"),
+    (np.zeros((2, 3, 4), np.int64), {}, TypeError, "x: expected a float32 or float64"),
+    (np.zeros((2, 3, 4), np.float64), {}, TypeError, "computes in float32"),
+    (np.full((2, 3, 4), np.nan, np.float32), {}, ValueError, "x: contains NaN or inf"),
+    (np.zeros((2, 3, 5), np.float32), {}, ValueError, "built for 4 features, got 5"),
+    (np.zeros((0, 3, 4), np.float32), {}, ValueError, "empty batch or sequence"),
+    (np.zeros((2, 0, 4), np.float32), {}, ValueError, "empty batch or sequence"),
+    (np.zeros((2, 3, 4), np.float32), {"mask": np.ones((2, 4), bool)}, ValueError, r"mask: expected shape"),
+    (np.zeros((2, 3, 4), np.float32), {"mask": np.full((2, 3), 0.5)}, ValueError, "mask: expected booleans"),
+    (np.zeros((2, 3, 4), np.float32), {"lengths": [3, 4]}, ValueError, r"lengths: each must be in \[0, 3\]"),
+    (np.zeros((2, 3, 4), np.float32), {"lengths": [3]}, ValueError, "lengths: expected 2 integers"),
+    (np.zeros((2, 3, 4), np.float32), {"lengths": [3, 1], "mask": np.ones((2, 3), bool)}, ValueError, "either mask or lengths"),
+    (np.zeros((2, 3, 4), np.float32), {"initial_state": [np.zeros((2, 5), np.float32)]}, ValueError, "has 2 state"),
+    (np.zeros((2, 3, 4), np.float32), {"initial_state": [np.zeros((2, 4), np.float32)] * 2}, ValueError, r"initial_state\[0\]: expected shape"),
+])
+def test_bad_input_gets_a_clear_error(bad, kwargs, error, message):
+    layer = LSTM(5, seed=0)
+    layer.forward(np.zeros((2, 3, 4), np.float32))   # built: float32, 4 features
+    before = layer.get_weights()
+    with pytest.raises(error, match=message):
+        layer.forward(bad, **kwargs)
+    for a, b in zip(layer.get_weights(), before):    # nothing changed
+        np.testing.assert_array_equal(a, b)
+
+
+def test_constructor_and_weight_errors():
+    with pytest.raises(ValueError, match="units"):
+        LSTM(0)
+    with pytest.raises(TypeError, match="dtype"):
+        GRU(3, dtype="int32")
+    layer = GRU(3, reset_after=True)
+    with pytest.raises(ValueError, match=r"bias must have shape \(2, 9\)"):
+        layer.set_weights([np.zeros((2, 9)), np.zeros((3, 9)), np.zeros(9)])
+    with pytest.raises(ValueError, match="kernel contains NaN"):
+        layer.set_weights([np.full((2, 9), np.nan), np.zeros((3, 9)), np.zeros((2, 9))])
+    with pytest.raises(RuntimeError, match="no weights yet"):
+        layer.get_weights()
+    with pytest.raises(RuntimeError, match="preceding forward"):
+        SimpleRNN(2).backward(np.zeros((1, 2)))
+    layer = SimpleRNN(2, seed=0)
+    y = layer.forward(_x(), training=False)
+    with pytest.raises(RuntimeError, match="preceding forward"):
+        layer.backward(np.zeros_like(y))
+    layer.forward(_x())
+    with pytest.raises(ValueError, match=r"d_output: expected shape \(4, 2\)"):
+        layer.backward(np.zeros((4, 3), np.float32))
+
+
+def test_float32_activations_over_the_whole_line():
+    """The rational float32 tanh/sigmoid against exact float64, including extremes and NaN."""
+    from numba import njit
+    from minirnn.kernels._jit import sigmoid, tanh
+
+    @njit
+    def apply(x, t, s):
+        for i in range(x.size):
+            t[i] = tanh(x[i])
+            s[i] = sigmoid(x[i])
+
+    x = np.concatenate([np.linspace(-30, 30, 200001), [1e-30, -1e-30, 1e-8, 0.0, 1e4, -1e4, 3e38, -3e38],
+                        [np.inf, -np.inf, np.nan]]).astype(np.float32)
+    t, s = np.empty_like(x), np.empty_like(x)
+    apply(x, t, s)
+    x64 = x.astype(np.float64)
+    finite = np.isfinite(x)
+    assert np.abs(t[finite] - np.tanh(x64[finite])).max() < 1e-6
+    with np.errstate(over="ignore"):
+        assert np.abs(s[finite] - 1 / (1 + np.exp(-x64[finite]))).max() < 1e-6
+    assert np.all(np.abs(t[finite]) <= 1) and np.all((s[finite] >= 0) & (s[finite] <= 1))
+    tiny = np.abs(x64) < 1e-6                      # tanh(x) ~ x keeps its relative precision
+    np.testing.assert_allclose(t[tiny], x64[tiny], rtol=1e-6)
+    np.testing.assert_allclose([t[-3], t[-2], s[-3], s[-2]], [1, -1, 1, 0], atol=1e-6)   # +-inf saturate
+    assert np.isnan(t[-1]) and np.isnan(s[-1])

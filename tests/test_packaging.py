@@ -1,0 +1,74 @@
+"""Installation and start-up: light import, kernels under minirnn.kernels, guarded Numba cache."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def _python(code, tmp_path, env=None):
+    """Run ``code`` in a fresh interpreter from a neutral folder; return its last stdout line as JSON."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env.pop("MINIRNN_BACKEND", None)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=full_env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_is_light_and_compiles_nothing(tmp_path):
+    out = _python("""
+        import json, sys, time
+        t = time.perf_counter()
+        import minirnn, minirnn.layers, minirnn.kernels
+        elapsed = time.perf_counter() - t
+        print(json.dumps({"numba": "numba" in sys.modules, "scipy": "scipy" in sys.modules,
+                          "seconds": elapsed}))
+    """, tmp_path)
+    assert out == {"numba": False, "scipy": False, "seconds": out["seconds"]}
+
+
+def test_kernels_install_as_minirnn_kernels_only(tmp_path):
+    out = _python("""
+        import importlib.util, json, os
+        import minirnn.kernels
+        print(json.dumps({"top_level": importlib.util.find_spec("kernels") is not None,
+                          "file": minirnn.kernels.__file__}))
+    """, tmp_path)
+    assert out["top_level"] is False
+    assert os.path.basename(os.path.dirname(out["file"])) == "kernels"
+
+
+RUN_LSTM = """
+    import json, numpy as np
+    from minirnn.layers import LSTM
+    from minirnn.kernels import lstm
+    y = LSTM(3, seed=0).forward(np.ones((2, 4, 3), np.float32))
+    print(json.dumps({"finite": bool(np.isfinite(y).all()), "hits": sum(lstm._forward_loop.stats.cache_hits.values()),
+                      "cache": type(lstm._forward_loop._cache).__name__}))
+"""
+
+
+def test_compiled_kernels_are_cached_between_processes(tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = _python(RUN_LSTM, tmp_path, env)
+    assert first["finite"] and first["cache"] == "FunctionCache"
+    assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path / "cache") for name in files)
+    second = _python(RUN_LSTM, tmp_path, env)
+    assert second["finite"] and second["hits"] >= 1
+
+
+def test_read_only_install_still_imports_and_runs(tmp_path):
+    # Numba finds no writable cache location (read-only site-packages, no writable home): the kernel
+    # decorator must fall back to compiling without a cache instead of failing at import.
+    patch = """
+        from numba.core import caching
+        def read_only(self):
+            raise PermissionError("read-only file system")
+        caching._CacheLocator.ensure_cache_path = read_only
+    """
+    out = _python(textwrap.dedent(patch) + textwrap.dedent(RUN_LSTM), tmp_path)
+    assert out["finite"] and out["cache"] == "NullCache"

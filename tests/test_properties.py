@@ -1,0 +1,99 @@
+"""Hypothesis properties of the masking semantics, and Numba == reference on random shapes."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _cells import FORM_IDS, FORMS, random_case, run
+
+SETTINGS = settings(max_examples=25, deadline=None)
+dims = st.integers(1, 9)
+
+
+def _case(form, B, T, D, H, seed, dtype=np.float64, gaps=False):
+    return random_case(form, B, T, D, H, dtype, np.random.default_rng(seed), gaps=gaps)
+
+
+def _assert_close(a, b, tol):
+    for u, v in zip(a, b):
+        if isinstance(u, (tuple, list)):
+            _assert_close(u, v, tol)
+        else:
+            np.testing.assert_allclose(u, v, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@SETTINGS
+@given(B=dims, T=dims, D=dims, H=dims, seed=st.integers(0, 2**31), gaps=st.booleans(),
+       zero_output=st.booleans())
+def test_numba_equals_reference(form, B, T, D, H, seed, gaps, zero_output):
+    # lengths include 0 (a row with no valid step) and T = 1
+    case = _case(form, B, T, D, H, seed, gaps=gaps)
+    fast = run(form, "numba", *case, zero_output_for_mask=zero_output)
+    slow = run(form, "numpy", *case, zero_output_for_mask=zero_output)
+    _assert_close(fast, slow, 1e-10)
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@SETTINGS
+@given(B=dims, T=dims, D=dims, H=dims, seed=st.integers(0, 2**31))
+def test_float32_numba_close_to_float64_reference(form, B, T, D, H, seed):
+    # float32 uses a rational tanh/sigmoid; it must stay within float32 tolerance of the exact maths
+    x, mask, s0, w, dy, ds = _case(form, B, T, D, H, seed, gaps=True)
+    as32 = lambda arrs: tuple(a.astype(np.float32) for a in arrs)
+    fast = run(form, "numba", x.astype(np.float32), mask, as32(s0), as32(w), dy.astype(np.float32), as32(ds))
+    exact = run(form, "numpy", x, mask, s0, w, dy, ds)
+    _assert_close(fast[:2], exact[:2], 2e-5)
+    _assert_close(fast[2:], exact[2:], 2e-4)
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@SETTINGS
+@given(B=dims, T=dims, D=dims, H=dims, seed=st.integers(0, 2**31))
+def test_all_ones_mask_equals_no_mask(form, B, T, D, H, seed):
+    from minirnn import layers
+    x, _, s0, w, _, _ = _case(form, B, T, D, H, seed)
+    cls = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM}.get(form[1], layers.GRU)
+    layer = cls(H, return_sequences=True, return_state=True, **form[2])
+    layer.set_weights(list(w))
+    plain = layer.forward(x, initial_state=list(s0))
+    masked = layer.forward(x, mask=np.ones((B, T), dtype=bool), initial_state=list(s0))
+    by_length = layer.forward(x, lengths=np.full(B, T), initial_state=list(s0))
+    for a, b, c in zip(plain, masked, by_length):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@SETTINGS
+@given(B=dims, T=dims, D=dims, H=dims, pad=st.integers(1, 5), seed=st.integers(0, 2**31),
+       zero_output=st.booleans())
+def test_appending_padded_steps_changes_nothing(form, backend, B, T, D, H, pad, seed, zero_output):
+    x, mask, s0, w, dy, ds = _case(form, B, T, D, H, seed, gaps=True)
+    rng = np.random.default_rng(seed + 1)
+    x_pad = np.concatenate([x, rng.standard_normal((B, pad, D))], axis=1)   # junk in the padding
+    mask_pad = np.concatenate([mask, np.zeros((B, pad), dtype=bool)], axis=1)
+    dy_pad = np.concatenate([dy, np.zeros((B, pad, H))], axis=1)
+    y, states, dx, ds0, grads = run(form, backend, x, mask, s0, w, dy, ds, zero_output)
+    y2, states2, dx2, ds02, grads2 = run(form, backend, x_pad, mask_pad, s0, w, dy_pad, ds, zero_output)
+    np.testing.assert_allclose(y2[:, :T], y, rtol=1e-12, atol=1e-12)
+    if not zero_output:   # padded outputs repeat the last output: the sequence's "last" output is kept
+        np.testing.assert_allclose(y2[:, -1], y[:, -1], rtol=1e-12, atol=1e-12)
+    _assert_close((states2, ds02, grads2, dx2[:, :T]), (states, ds0, grads, dx), 1e-12)
+    assert np.all(dx2[:, T:] == 0.0)
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@SETTINGS
+@given(B=st.integers(2, 9), T=dims, D=dims, H=dims, seed=st.integers(0, 2**31))
+def test_rows_are_independent(form, B, T, D, H, seed):
+    x, mask, s0, w, dy, ds = _case(form, B, T, D, H, seed, gaps=True)
+    perm = np.random.default_rng(seed).permutation(B)
+    y, states, dx, ds0, grads = run(form, "numba", x, mask, s0, w, dy, ds)
+    pick = lambda arrs: tuple(np.ascontiguousarray(a[perm]) for a in arrs)
+    y_p, states_p, dx_p, ds0_p, grads_p = run(form, "numba", x[perm], np.ascontiguousarray(mask[perm]),
+                                              pick(s0), w, dy[perm], pick(ds))
+    _assert_close((y_p, states_p, dx_p, ds0_p), (y[perm], pick(states), dx[perm], pick(ds0)), 1e-12)
+    _assert_close(grads_p, grads, 1e-10)   # sums over rows: equal up to round-off
