@@ -35,6 +35,7 @@ steps; the per-step products run inside one compiled time loop.
 
 import numpy as np
 
+from ._threads import blas_threads
 from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
 
 
@@ -55,6 +56,7 @@ def _carry_masked_row(y, hs, b, t, zero_output_for_mask):
 @kernel_jit
 def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask):
     B, T, D = x.shape
+    one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
     x_tm = time_major(x)
     gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, 3 * H)  # x W; becomes z, r, hh
@@ -76,7 +78,7 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask):
                 r = sigmoid(g[H + j] + b_i[H + j] + rc[H + j] + b_r[H + j])
                 rh_j = rc[2 * H + j] + b_r[2 * H + j]
                 hh = tanh(g[2 * H + j] + b_i[2 * H + j] + r * rh_j)
-                h = z * h_prev[j] + (1.0 - z) * hh
+                h = z * h_prev[j] + (one - z) * hh
                 g[j], g[H + j], g[2 * H + j], rh[j] = z, r, hh, rh_j
                 h_new[j] = h
                 y_t[j] = h
@@ -87,6 +89,7 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask):
 def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_output_for_mask,
                           dW, dU, db, need_dx):
     T, B, G = gates.shape
+    one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 3
     D = x_tm.shape[2]
     UT = np.ascontiguousarray(U.T)
@@ -109,9 +112,9 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
                 dh_j = dh_b[j] + dy_t[j] + carry[j]
                 carry[j] = 0.0
                 z, r, hh = g[j], g[H + j], g[2 * H + j]
-                da_h = dh_j * (1.0 - z) * (1.0 - hh * hh)    # through (1 - z) * tanh
-                da_z = dh_j * (h_prev[j] - hh) * z * (1.0 - z)
-                da_r = da_h * rh[j] * r * (1.0 - r)
+                da_h = dh_j * (one - z) * (one - hh * hh)    # through (1 - z) * tanh
+                da_z = dh_j * (h_prev[j] - hh) * z * (one - z)
+                da_r = da_h * rh[j] * r * (one - r)
                 dxw_row[j], dxw_row[H + j], dxw_row[2 * H + j] = da_z, da_r, da_h
                 drec_row[j], drec_row[H + j], drec_row[2 * H + j] = da_z, da_r, da_h * r
                 dh_b[j] = dh_j * z                           # direct path h_{t-1} -> h_t
@@ -139,6 +142,7 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
 @kernel_jit
 def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask):
     B, T, D = x.shape
+    one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
     x_tm = time_major(x)
     gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, 3 * H)  # x W; becomes z, r, hh
@@ -170,7 +174,7 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask):
             for j in range(H):
                 z = g[j]
                 hh = tanh(g[2 * H + j] + bias[2 * H + j] + rc[j])
-                h = z * h_prev[j] + (1.0 - z) * hh
+                h = z * h_prev[j] + (one - z) * hh
                 g[2 * H + j] = hh
                 h_new[j] = h
                 y_t[j] = h
@@ -181,6 +185,7 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask):
 def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_output_for_mask,
                            dW, dU, db, need_dx):
     T, B, G = gates.shape
+    one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 3
     D = x_tm.shape[2]
     U_zrT = np.ascontiguousarray(U[:, :2 * H].T)
@@ -206,8 +211,8 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
                 dh_j = dh_b[j] + dy_t[j] + carry[j]
                 carry[j] = 0.0
                 z, hh = g[j], g[2 * H + j]
-                dah[j] = dh_j * (1.0 - z) * (1.0 - hh * hh)
-                dzr[j] = dh_j * (h_prev[j] - hh) * z * (1.0 - z)
+                dah[j] = dh_j * (one - z) * (one - hh * hh)
+                dzr[j] = dh_j * (h_prev[j] - hh) * z * (one - z)
                 dh_tot_b[j] = dh_j
         np.dot(da_h[t], U_hT, drh)                 # gradient of r * h_{t-1}
         for b in range(B):
@@ -216,7 +221,7 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
             g, h_prev, dh_b, dh_tot_b, dzr, drh_b = gates[t, b], hs[t, b], dh[b], dh_tot[b], da_zr[t, b], drh[b]
             for j in range(H):
                 r = g[H + j]
-                dzr[H + j] = drh_b[j] * h_prev[j] * r * (1.0 - r)
+                dzr[H + j] = drh_b[j] * h_prev[j] * r * (one - r)
                 dh_b[j] = dh_tot_b[j] * g[j] + drh_b[j] * r   # direct paths to h_{t-1}
         np.dot(da_zr[t], U_zrT, dh_rec)
         for b in range(B):
@@ -248,8 +253,9 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     """
     (h0,) = states0
     loop = _forward_reset_after if reset_after else _forward_reset_before
-    y, hs, gates, extra, x_tm = loop(x, mask, h0, kernel, recurrent_kernel, bias,
-                                     zero_output_for_mask)
+    with blas_threads(2 * recurrent_kernel.size * x.shape[0]):      # per-step product h U
+        y, hs, gates, extra, x_tm = loop(x, mask, h0, kernel, recurrent_kernel, bias,
+                                         zero_output_for_mask)
     saved = (reset_after, mask, x_tm, kernel, recurrent_kernel, gates, extra, hs,
              zero_output_for_mask)
     return y, (hs[x.shape[1]].copy(),), saved
@@ -260,6 +266,7 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     reset_after, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask = saved
     (dh_T,) = dstates_T
     loop = _backward_reset_after if reset_after else _backward_reset_before
-    dx, dh0 = loop(dy, dh_T, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask,
-                   dkernel, drecurrent_kernel, dbias, need_dx)
+    with blas_threads(2 * U.size * dh_T.shape[0]):
+        dx, dh0 = loop(dy, dh_T, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask,
+                       dkernel, drecurrent_kernel, dbias, need_dx)
     return (dx if need_dx else None), (dh0,)

@@ -31,6 +31,7 @@ loop. Arrays are time-major inside ([T, B, ...]) so each step's rows are contigu
 
 import numpy as np
 
+from ._threads import blas_threads
 from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
 
 
@@ -89,6 +90,7 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
 def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
                    dW, dU, db, need_dx):
     T, B, G = gates.shape
+    one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 4
     D = x_tm.shape[2]
     UT = np.ascontiguousarray(U.T)
@@ -116,11 +118,11 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
                 i, f, g, o = i_[j], f_[j], g_[j], o_[j]
                 tc = tanh(c_t[j])
                 do = dh_j * tc                                   # through h = o * tanh(c)
-                dc_j = dc_b[j] + dh_j * o * (1.0 - tc * tc)
-                dz_i[j] = dc_j * g * i * (1.0 - i)               # through c = f c_prev + i g
-                dz_f[j] = dc_j * c_prev[j] * f * (1.0 - f)
-                dz_c[j] = dc_j * i * (1.0 - g * g)
-                dz_o[j] = do * o * (1.0 - o)
+                dc_j = dc_b[j] + dh_j * o * (one - tc * tc)
+                dz_i[j] = dc_j * g * i * (one - i)               # through c = f c_prev + i g
+                dz_f[j] = dc_j * c_prev[j] * f * (one - f)
+                dz_c[j] = dc_j * i * (one - g * g)
+                dz_o[j] = do * o * (one - o)
                 dc_b[j] = dc_j * f                               # dc_{t-1}
         np.dot(dz[t], UT, dh_rec)                                # dh_{t-1} = dz U^T
         for b in range(B):
@@ -155,8 +157,9 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     saved : what :func:`backward` needs (time-major input, every h and c, activated gates)
     """
     h0, c0 = states0
-    y, hs, cs, gates, x_tm = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias,
-                                           zero_output_for_mask)
+    with blas_threads(2 * recurrent_kernel.size * x.shape[0]):      # per-step product h U
+        y, hs, cs, gates, x_tm = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias,
+                                               zero_output_for_mask)
     T = x.shape[1]
     saved = (mask, x_tm, kernel, recurrent_kernel, gates, hs, cs, zero_output_for_mask)
     return y, (hs[T].copy(), cs[T].copy()), saved
@@ -170,6 +173,7 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     """
     mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask = saved
     dh_T, dc_T = dstates_T
-    dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs,
-                                  zero_output_for_mask, dkernel, drecurrent_kernel, dbias, need_dx)
+    with blas_threads(2 * U.size * dh_T.shape[0]):
+        dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
+                                      dkernel, drecurrent_kernel, dbias, need_dx)
     return (dx if need_dx else None), (dh0, dc0)

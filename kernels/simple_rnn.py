@@ -22,6 +22,7 @@ da U^T run per step, inside one compiled loop (see ``lstm.py`` for the design no
 
 import numpy as np
 
+from ._threads import blas_threads
 from ._jit import batch_major, kernel_jit, tanh, time_major
 
 
@@ -57,6 +58,7 @@ def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask):
 @kernel_jit
 def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx):
     T, B, D = x_tm.shape
+    one = x_tm.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
     UT = np.ascontiguousarray(U.T)
     da = np.empty((T, B, H), dtype=hs.dtype)       # gradient of the pre-activation
@@ -75,7 +77,7 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
             for j in range(H):
                 dh_j = dh_b[j] + dy_t[j] + carry[j]
                 carry[j] = 0.0
-                da_row[j] = dh_j * (1.0 - h_t[j] * h_t[j])       # through tanh
+                da_row[j] = dh_j * (one - h_t[j] * h_t[j])       # through tanh
         np.dot(da[t], UT, dh_rec)                                # dh_{t-1} = da U^T
         for b in range(B):
             if mask[b, t]:
@@ -94,7 +96,8 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
 def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False):
     """Simple RNN forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved)."""
     (h0,) = states0
-    y, hs, x_tm = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask)
+    with blas_threads(2 * recurrent_kernel.size * x.shape[0]):      # per-step product h U
+        y, hs, x_tm = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask)
     saved = (mask, x_tm, kernel, recurrent_kernel, hs, zero_output_for_mask)
     return y, (hs[x.shape[1]].copy(),), saved
 
@@ -103,6 +106,7 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     """Simple RNN BPTT: adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0,))."""
     mask, x_tm, W, U, hs, zero_output_for_mask = saved
     (dh_T,) = dstates_T
-    dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
-                             dkernel, drecurrent_kernel, dbias, need_dx)
+    with blas_threads(2 * U.size * dh_T.shape[0]):
+        dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
+                                 dkernel, drecurrent_kernel, dbias, need_dx)
     return (dx if need_dx else None), (dh0,)

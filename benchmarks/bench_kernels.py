@@ -1,0 +1,277 @@
+"""Kernel benchmark: minirnn's Numba kernels against PyTorch CPU (nn.RNN / nn.LSTM / nn.GRU).
+
+One training step = forward + full BPTT + gradient of a dense softmax head on each sequence's last
+valid output (no optimizer). Inference = forward only. float32, the same weights and thread count for
+both. Following ../shared/BENCHMARKING.md, each measurement runs in its own fresh process (PyTorch is
+slower in a process where another thread pool already ran), minirnn and PyTorch alternate, and the
+figure is the median over rounds of per-process medians. Before timing, a separate process checks
+that both give the same outputs and gradients.
+
+Usage (PyTorch only in the benchmark environment: ``pip install torch``)::
+
+    python benchmarks/bench_kernels.py                      # everything, 2 threads
+    python benchmarks/bench_kernels.py --cells lstm --shapes S1 S3 --rounds 3 --threads 2
+
+Prints a table, then one JSON line per row:
+{"bench": "kernels", "cell", "shape", "threads", "minirnn_ms", "peer_ms", "ratio"} (lower is better),
+plus import time, cold/warm time to the first forward+backward, and S3 peak memory.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+SHAPES = {  # B, T, D, H, variable lengths
+    "S1": (32, 50, 16, 64, False),
+    "S1var": (32, 50, 16, 64, True),
+    "S2": (64, 100, 64, 128, False),
+    "S3": (128, 200, 128, 256, False),
+    "latency": (1, 50, 16, 64, False),
+}
+CELLS = ("lstm", "gru", "simple_rnn")
+GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
+N_CLASSES = 10
+
+
+def problem(cell, shape, seed=0):
+    """Inputs, lengths, labels and Keras-layout weights for one benchmark case (NumPy only)."""
+    import numpy as np
+    B, T, D, H, var = SHAPES[shape]
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    lengths = rng.integers(10, T + 1, size=B) if var else np.full(B, T)
+    labels = rng.integers(0, N_CLASSES, size=B)
+    s = 1 / np.sqrt(H)
+    kernel = rng.uniform(-s, s, (D, G * H)).astype(np.float32)
+    recurrent = rng.uniform(-s, s, (H, G * H)).astype(np.float32)
+    bias = rng.uniform(-s, s, (2, G * H) if cell == "gru" else (G * H,)).astype(np.float32)
+    head_w = rng.uniform(-s, s, (H, N_CLASSES)).astype(np.float32)
+    head_b = np.zeros(N_CLASSES, np.float32)
+    return x, lengths, labels, (kernel, recurrent, bias), (head_w, head_b)
+
+
+# ---------------------------------------------------------------------------------------------
+# the two implementations of one step
+# ---------------------------------------------------------------------------------------------
+
+def minirnn_step(cell, shape):
+    """Return (train_step, infer) closures for minirnn; train_step returns (loss, grads)."""
+    import numpy as np
+    from minirnn.layers import GRU, LSTM, SimpleRNN
+    x, lengths, labels, weights, (hw, hb) = problem(cell, shape)
+    layer = {"lstm": LSTM, "gru": GRU, "simple_rnn": SimpleRNN}[cell](weights[1].shape[0])
+    layer.set_weights(list(weights))
+    B = x.shape[0]
+    rows = np.arange(B)
+
+    def train_step():
+        h = layer.forward(x, lengths=lengths)
+        logits = h @ hw + hb
+        z = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        loss = -np.mean(np.log(p[rows, labels]))
+        p[rows, labels] -= 1.0
+        p /= B
+        dhw, dhb = h.T @ p, p.sum(axis=0)
+        layer.zero_grads()
+        layer.backward(p @ hw.T, need_input_grad=False)
+        return loss, [g.copy() for g in layer.grads] + [dhw, dhb], h
+
+    def infer():
+        return layer.forward(x, lengths=lengths if SHAPES[shape][4] else None, training=False)
+
+    return train_step, infer
+
+
+def torch_step(cell, shape):
+    """The same computation in PyTorch; grads are returned in Keras layout for comparison."""
+    import numpy as np
+    import torch
+    x, lengths, labels, (kernel, recurrent, bias), (hw, hb) = problem(cell, shape)
+    B, T, D, H, var = SHAPES[shape]
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}[cell](D, H, batch_first=True)
+    # Keras -> PyTorch gate order: LSTM i,f,c,o == i,f,g,o; GRU z,r,h -> r,z,n
+    order = (lambda a: np.concatenate([a[..., H:2 * H], a[..., :H], a[..., 2 * H:]], axis=-1)) if cell == "gru" else (lambda a: a)
+    with torch.no_grad():
+        module.weight_ih_l0.copy_(torch.from_numpy(order(kernel).T.copy()))
+        module.weight_hh_l0.copy_(torch.from_numpy(order(recurrent).T.copy()))
+        b_in, b_rec = (bias[0], bias[1]) if cell == "gru" else (bias, np.zeros_like(bias))
+        module.bias_ih_l0.copy_(torch.from_numpy(order(b_in).copy()))
+        module.bias_hh_l0.copy_(torch.from_numpy(order(b_rec).copy()))
+    head = torch.nn.Linear(H, N_CLASSES)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(hw.T.copy()))
+        head.bias.copy_(torch.from_numpy(hb))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
+    lt = torch.from_numpy(lengths)
+    params = list(module.parameters()) + list(head.parameters())
+
+    def last_output():
+        if var:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(xt, lt, batch_first=True, enforce_sorted=False)
+            out, _ = module(packed)
+            out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+            return out[torch.arange(B), lt - 1]
+        out, _ = module(xt)
+        return out[:, -1]
+
+    def train_step():
+        for p in params:
+            p.grad = None
+        h = last_output()
+        loss = torch.nn.functional.cross_entropy(head(h), yt)
+        loss.backward()
+        return loss, params, h
+
+    def infer():
+        with torch.inference_mode():
+            return last_output()
+
+    def grads_keras_layout():
+        g = [p.grad.numpy() for p in params]
+        kernel_g, rec_g = order(g[0].T), order(g[1].T)
+        b_g = np.stack([order(g[2]), order(g[3])]) if cell == "gru" else order(g[2])  # b_ih, b_hh share one grad
+        return [kernel_g, rec_g, b_g, g[4].T, g[5]]
+
+    return train_step, infer, grads_keras_layout
+
+
+# ---------------------------------------------------------------------------------------------
+# worker processes
+# ---------------------------------------------------------------------------------------------
+
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def worker(impl, cell, shape, reps):
+    import resource
+    import numpy as np
+    if impl == "torch":
+        import torch
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        train_step, infer, _ = torch_step(cell, shape)
+    else:
+        train_step, infer = minirnn_step(cell, shape)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {}
+    if shape != "latency":
+        for _ in range(2):
+            train_step()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            train_step()
+            times.append(time.perf_counter() - t)
+        result["train_ms"] = 1e3 * _median(times)
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["step_rss_mib"] = result["peak_rss_mib"] - rss0 / 1024
+    for _ in range(3):
+        infer()
+    times = []
+    for _ in range(reps * (50 if shape == "latency" else 1)):
+        t = time.perf_counter()
+        infer()
+        times.append(time.perf_counter() - t)
+    result["infer_ms"] = 1e3 * _median(times)
+    print(json.dumps(result))
+
+
+def check(cell, shape):
+    """Same weights -> same loss, last outputs and gradients (float32 tolerance)."""
+    import numpy as np
+    m_train, _ = minirnn_step(cell, shape)
+    t_train, _, t_grads = torch_step(cell, shape)
+    m_loss, m_grads, m_h = m_train()
+    t_loss, _, t_h = t_train()
+    worst = max(abs(float(m_loss) - t_loss.item()),
+                float(np.abs(m_h - t_h.detach().numpy()).max()),
+                *(float(np.abs(a - b).max() / (np.abs(b).max() + 1e-3)) for a, b in zip(m_grads, t_grads())))
+    print(json.dumps({"worst": worst}))
+
+
+def _run(args, threads, env_extra=None):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[var] = str(threads)
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, __file__] + args, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{args} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def startup_figures(threads):
+    """import time, and first forward+backward in a fresh process with a cold and a warm cache."""
+    code = ("import time; t0 = time.perf_counter(); import minirnn.layers as L; t1 = time.perf_counter();"
+            "import numpy as np; l = L.LSTM(64); x = np.ones((32, 50, 16), np.float32);"
+            "y = l.forward(x); l.backward(np.ones_like(y)); t2 = time.perf_counter();"
+            "import json; print(json.dumps({'import_s': t1 - t0, 'first_step_s': t2 - t1}))")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS=str(threads))
+        runs = []
+        for _ in range(2):   # first cold (empty cache), then warm
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {"import_minirnn_s": runs[1]["import_s"], "first_fwd_bwd_cold_s": runs[0]["first_step_s"],
+            "first_fwd_bwd_warm_s": runs[1]["first_step_s"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker", nargs=4, metavar=("IMPL", "CELL", "SHAPE", "REPS"), help=argparse.SUPPRESS)
+    parser.add_argument("--check", nargs=2, metavar=("CELL", "SHAPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        impl, cell, shape, reps = args.worker
+        return worker(impl, cell, shape, int(reps))
+    if args.check:
+        return check(*args.check)
+
+    print(json.dumps({"bench": "kernels_startup", "threads": args.threads, **startup_figures(args.threads)}))
+    rows = []
+    for cell in args.cells:
+        for shape in args.shapes:
+            check_shape = "S1" if shape == "latency" else shape
+            worst = _run(["--check", cell, check_shape], args.threads)["worst"]
+            if worst > 1e-3:
+                raise SystemExit(f"{cell} {shape}: minirnn and PyTorch disagree (max rel diff {worst:.2e})")
+            reps = {"S3": 3, "S2": 10}.get(shape, 20)
+            results = {"minirnn": [], "torch": []}
+            for _ in range(args.rounds):
+                for impl in ("minirnn", "torch"):
+                    results[impl].append(_run(["--worker", impl, cell, shape, str(reps)], args.threads))
+            for kind in ("train", "infer"):
+                key = f"{kind}_ms"
+                if key not in results["minirnn"][0]:
+                    continue
+                m = _median([r[key] for r in results["minirnn"]])
+                p = _median([r[key] for r in results["torch"]])
+                row = {"bench": "kernels", "cell": cell, "shape": shape, "step": kind, "threads": args.threads,
+                       "minirnn_ms": round(m, 4), "peer_ms": round(p, 4), "ratio": round(m / p, 3),
+                       "check_max_rel_diff": worst}
+                if kind == "train":
+                    row["minirnn_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results["minirnn"]]), 1)
+                    row["peer_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results["torch"]]), 1)
+                    row["minirnn_step_rss_mib"] = round(_median([r["step_rss_mib"] for r in results["minirnn"]]), 1)
+                    row["peer_step_rss_mib"] = round(_median([r["step_rss_mib"] for r in results["torch"]]), 1)
+                rows.append(row)
+                print(f"{cell:10s} {shape:8s} {kind:5s}  minirnn {m:9.3f} ms   torch {p:9.3f} ms   ratio {m / p:5.2f}",
+                      flush=True)
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
