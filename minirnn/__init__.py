@@ -15,5 +15,15 @@ __all__ = ["layers", "kernels", "__version__"]
 
 def __getattr__(name):
     if name in ("layers", "kernels"):
-        return importlib.import_module(f"{__name__}.{name}")
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.kernels":
+                raise
+            # kernels/ is installed as minirnn.kernels; a checkout's own minirnn/ folder lacks it
+            raise ImportError(
+                f"minirnn was imported from {__path__[0]}, a source checkout, where minirnn.kernels "
+                "does not exist until installed: run `python3 -m pip install .` and start Python "
+                "outside the checkout, or with `python3 -P` (Python >= 3.11) so that the current folder "
+                "is not on sys.path") from error
     raise AttributeError(f"module 'minirnn' has no attribute {name!r}")
