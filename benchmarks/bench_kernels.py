@@ -160,7 +160,6 @@ def worker(impl, cell, shape, reps):
         train_step, infer, _ = torch_step(cell, shape)
     else:
         train_step, infer = minirnn_step(cell, shape)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {}
     if shape != "latency":
         for _ in range(2):
@@ -171,8 +170,9 @@ def worker(impl, cell, shape, reps):
             train_step()
             times.append(time.perf_counter() - t)
         result["train_ms"] = 1e3 * _median(times)
+        # peak RSS of the whole process (libraries, compiler and data included): the fresh process
+        # per measurement makes it comparable between minirnn and PyTorch at the same shape
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result["step_rss_mib"] = result["peak_rss_mib"] - rss0 / 1024
     for _ in range(3):
         infer()
     times = []
@@ -264,8 +264,6 @@ def main():
                 if kind == "train":
                     row["minirnn_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results["minirnn"]]), 1)
                     row["peer_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results["torch"]]), 1)
-                    row["minirnn_step_rss_mib"] = round(_median([r["step_rss_mib"] for r in results["minirnn"]]), 1)
-                    row["peer_step_rss_mib"] = round(_median([r["step_rss_mib"] for r in results["torch"]]), 1)
                 rows.append(row)
                 print(f"{cell:10s} {shape:8s} {kind:5s}  minirnn {m:9.3f} ms   torch {p:9.3f} ms   ratio {m / p:5.2f}",
                       flush=True)

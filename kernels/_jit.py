@@ -1,4 +1,4 @@
-"""The one decorator every Numba kernel uses, and the float32 activations.
+"""The one decorator every Numba kernel uses, layout helpers, and the float32 activations.
 
 ``kernel_jit`` compiles with ``cache=True`` so the second process starts warm. Numba raises
 ``RuntimeError`` at decoration time when it finds no writable cache directory (a read-only install
