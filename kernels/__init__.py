@@ -17,6 +17,7 @@ into ``dkernel``, ``drecurrent_kernel`` and ``dbias`` (``+=``) and returns fresh
 and the initial states.
 """
 
+import functools
 import importlib
 import os
 
@@ -52,7 +53,9 @@ def load(cell, backend=None):
     """Return ``(forward, backward)`` for ``cell`` ('simple_rnn', 'lstm', 'gru') on ``backend``.
 
     backend: 'numba' (compiled kernels, the default) or 'numpy' (the plain NumPy reference in
-    :mod:`minirnn.kernels.reference`, slower, needs no compiler).
+    :mod:`minirnn.kernels.reference`, slower, needs no compiler). The Numba functions are the cell
+    module's, run through :mod:`minirnn.kernels._threads`, which splits large batches into row blocks
+    that run in parallel threads.
     """
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}: expected one of {CELLS}")
@@ -64,6 +67,8 @@ def load(cell, backend=None):
         if not _numba_usable():
             raise ImportError("backend='numba' needs numba installed and NUMBA_DISABLE_JIT unset; "
                               "use backend='numpy' for the pure-NumPy reference")
+        from . import _threads
         module = importlib.import_module(f"{__name__}.{cell}")
-        return module.forward, module.backward
+        return (functools.partial(_threads.forward, module.forward),
+                functools.partial(_threads.backward, module.backward))
     raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")

@@ -35,7 +35,6 @@ steps; the per-step products run inside one compiled time loop.
 
 import numpy as np
 
-from ._threads import blas_threads
 from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
 
 
@@ -253,9 +252,8 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     """
     (h0,) = states0
     loop = _forward_reset_after if reset_after else _forward_reset_before
-    with blas_threads(2 * recurrent_kernel.size * x.shape[0]):      # per-step product h U
-        y, hs, gates, extra, x_tm = loop(x, mask, h0, kernel, recurrent_kernel, bias,
-                                         zero_output_for_mask)
+    y, hs, gates, extra, x_tm = loop(x, mask, h0, kernel, recurrent_kernel, bias,
+                                     zero_output_for_mask)
     saved = (reset_after, mask, x_tm, kernel, recurrent_kernel, gates, extra, hs,
              zero_output_for_mask)
     return y, (hs[x.shape[1]].copy(),), saved
@@ -266,7 +264,6 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     reset_after, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask = saved
     (dh_T,) = dstates_T
     loop = _backward_reset_after if reset_after else _backward_reset_before
-    with blas_threads(2 * U.size * dh_T.shape[0]):
-        dx, dh0 = loop(dy, dh_T, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask,
-                       dkernel, drecurrent_kernel, dbias, need_dx)
+    dx, dh0 = loop(dy, dh_T, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask,
+                   dkernel, drecurrent_kernel, dbias, need_dx)
     return (dx if need_dx else None), (dh0,)

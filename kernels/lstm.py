@@ -31,7 +31,6 @@ loop. Arrays are time-major inside ([T, B, ...]) so each step's rows are contigu
 
 import numpy as np
 
-from ._threads import blas_threads
 from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
 
 
@@ -157,9 +156,8 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     saved : what :func:`backward` needs (time-major input, every h and c, activated gates)
     """
     h0, c0 = states0
-    with blas_threads(2 * recurrent_kernel.size * x.shape[0]):      # per-step product h U
-        y, hs, cs, gates, x_tm = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias,
-                                               zero_output_for_mask)
+    y, hs, cs, gates, x_tm = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias,
+                                           zero_output_for_mask)
     T = x.shape[1]
     saved = (mask, x_tm, kernel, recurrent_kernel, gates, hs, cs, zero_output_for_mask)
     return y, (hs[T].copy(), cs[T].copy()), saved
@@ -173,7 +171,6 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     """
     mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask = saved
     dh_T, dc_T = dstates_T
-    with blas_threads(2 * U.size * dh_T.shape[0]):
-        dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
-                                      dkernel, drecurrent_kernel, dbias, need_dx)
+    dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
+                                  dkernel, drecurrent_kernel, dbias, need_dx)
     return (dx if need_dx else None), (dh0, dc0)

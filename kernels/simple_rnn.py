@@ -22,7 +22,6 @@ da U^T run per step, inside one compiled loop (see ``lstm.py`` for the design no
 
 import numpy as np
 
-from ._threads import blas_threads
 from ._jit import batch_major, kernel_jit, tanh, time_major
 
 
@@ -96,8 +95,7 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
 def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False):
     """Simple RNN forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved)."""
     (h0,) = states0
-    with blas_threads(2 * recurrent_kernel.size * x.shape[0]):      # per-step product h U
-        y, hs, x_tm = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask)
+    y, hs, x_tm = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask)
     saved = (mask, x_tm, kernel, recurrent_kernel, hs, zero_output_for_mask)
     return y, (hs[x.shape[1]].copy(),), saved
 
@@ -106,7 +104,6 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     """Simple RNN BPTT: adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0,))."""
     mask, x_tm, W, U, hs, zero_output_for_mask = saved
     (dh_T,) = dstates_T
-    with blas_threads(2 * U.size * dh_T.shape[0]):
-        dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
-                                 dkernel, drecurrent_kernel, dbias, need_dx)
+    dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
+                             dkernel, drecurrent_kernel, dbias, need_dx)
     return (dx if need_dx else None), (dh0,)

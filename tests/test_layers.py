@@ -214,3 +214,27 @@ def test_float32_activations_over_the_whole_line():
     np.testing.assert_allclose(t[tiny], x64[tiny], rtol=1e-6)
     np.testing.assert_allclose([t[-3], t[-2], s[-3], s[-2]], [1, -1, 1, 0], atol=1e-6)   # +-inf saturate
     assert np.isnan(t[-1]) and np.isnan(s[-1])
+
+
+def test_thread_plan_and_blas_setting_restored():
+    from minirnn.kernels import _threads
+    if _threads._blas_controls() is None:
+        pytest.skip("this BLAS exposes no thread control")
+    assert _threads.plan(32, 1e6, threads=2) == (2, 1)      # row blocks, one BLAS thread each
+    assert _threads.plan(1, 1e6, threads=2) == (1, 1)       # B=1, small product: one thread
+    assert _threads.plan(1, 1e8, threads=2) == (1, 2)       # B=1, large product: BLAS threads
+    assert _threads.plan(64, 1e8, threads=1) == (1, 1)
+    get = _threads._blas_controls()[0]
+    before = get()
+    with _threads.blas_threads(1):
+        assert get() == 1
+    assert get() == before
+
+
+def test_numba_num_threads_caps_the_threads(monkeypatch):
+    from minirnn.kernels import _threads
+    if _threads._blas_controls() is None:
+        pytest.skip("this BLAS exposes no thread control")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    assert _threads.available_threads() == 1
+    assert _threads.plan(128, 1e8) == (1, 1)

@@ -97,3 +97,18 @@ def test_rows_are_independent(form, B, T, D, H, seed):
                                               pick(s0), w, dy[perm], pick(ds))
     _assert_close((y_p, states_p, dx_p, ds0_p), (y[perm], pick(states), dx[perm], pick(ds0)), 1e-12)
     _assert_close(grads_p, grads, 1e-10)   # sums over rows: equal up to round-off
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@SETTINGS
+@given(B=st.integers(2, 9), T=dims, D=dims, H=dims, blocks=st.integers(2, 4), seed=st.integers(0, 2**31))
+def test_row_blocks_in_threads_equal_reference(form, B, T, D, H, blocks, seed):
+    """Large batches run as row blocks in parallel threads; force that path on small batches."""
+    from unittest import mock
+    from minirnn.kernels import _threads
+    case = _case(form, B, T, D, H, seed, gaps=True)
+    with mock.patch.object(_threads, "MIN_ROWS", 1), \
+            mock.patch.object(_threads, "available_threads", lambda: blocks):
+        assert _threads.plan(B, 1.0)[0] == min(blocks, B)
+        fast = run(form, "numba", *case)
+    _assert_close(fast, run(form, "numpy", *case), 1e-10)
