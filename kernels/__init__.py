@@ -59,7 +59,11 @@ def load(cell, backend=None):
     """
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}: expected one of {CELLS}")
-    backend = default_backend() if backend is None else backend
+    return _load(cell, default_backend() if backend is None else backend)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(cell, backend):
     if backend == "numpy":
         from . import reference
         return getattr(reference, cell + "_forward"), getattr(reference, cell + "_backward")
