@@ -35,15 +35,12 @@ from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
 
 
 @kernel_jit
-def _cell_update(gates, c_prev, c_new, h_new, y_t):
-    """c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t), for one row of activated gates (i, f, g, o)."""
-    H = c_prev.shape[0]
-    for j in range(H):
-        c = gates[H + j] * c_prev[j] + gates[j] * gates[2 * H + j]
-        h = gates[3 * H + j] * tanh(c)
-        c_new[j] = c
-        h_new[j] = h
-        y_t[j] = h
+def _cell_update(i, f, g, o, c_prev, c_new, h_new):
+    """c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t), for one row of activated gates."""
+    for j in range(c_prev.shape[0]):
+        c_new[j] = f[j] * c_prev[j] + i[j] * g[j]
+    for j in range(c_prev.shape[0]):
+        h_new[j] = o[j] * tanh(c_new[j])
 
 
 @kernel_jit
@@ -74,14 +71,19 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
             z_b, g_b = z[b], gates[t, b]
             for j in range(G):                     # z = x_t W + h_{t-1} U + b
                 z_b[j] += g_b[j] + bias[j]
+            # inner loops index 0-based views: an offset index (j + 2H) makes Numba check for
+            # negative indices, which stops LLVM from vectorising the loop
+            z_i, z_f, z_c, z_o = z_b[:H], z_b[H:2 * H], z_b[2 * H:3 * H], z_b[3 * H:]
+            z_if = z_b[:2 * H]
             for j in range(2 * H):                 # i, f
-                z_b[j] = sigmoid(z_b[j])
-            for j in range(2 * H, 3 * H):          # g (candidate)
-                z_b[j] = tanh(z_b[j])
-            for j in range(3 * H, G):              # o
-                z_b[j] = sigmoid(z_b[j])
+                z_if[j] = sigmoid(z_if[j])
+            for j in range(H):                     # g (candidate)
+                z_c[j] = tanh(z_c[j])
+            for j in range(H):                     # o
+                z_o[j] = sigmoid(z_o[j])
             g_b[:] = z_b                           # keep activated gates for backward
-            _cell_update(z_b, cs[t, b], cs[t + 1, b], hs[t + 1, b], y[b, t])
+            _cell_update(z_i, z_f, z_c, z_o, cs[t, b], cs[t + 1, b], hs[t + 1, b])
+            y[b, t] = hs[t + 1, b]
     return y, hs, cs, gates, x_tm
 
 
