@@ -1,0 +1,81 @@
+"""Optimizer update rules, one function per rule, on flat (1-D) parameter, gradient and slot arrays.
+
+Written as NumPy array expressions that update in place: run as plain NumPy they are the readable
+reference; compiled by Numba (:func:`compiled`) each expression becomes one fused loop with no
+temporaries. Hyper-parameters arrive as float64 scalars; arrays keep their own dtype.
+
+Notation: w parameter, g gradient, lr the learning rate of this step.
+"""
+
+import numpy as np
+
+
+def sgd(w, g, lr):
+    """w -= lr * g"""
+    w -= lr * g
+
+
+def momentum(w, g, accum, lr, momentum, nesterov):
+    """TF's MomentumOptimizer: accum = m * accum + g;  w -= lr * accum  (Nesterov: lr * (g + m * accum))."""
+    accum[:] = momentum * accum + g
+    if nesterov:
+        w -= lr * (g + momentum * accum)
+    else:
+        w -= lr * accum
+
+
+def adagrad(w, g, accum, lr, epsilon):
+    """accum += g^2;  w -= lr * g / (sqrt(accum) + epsilon)"""
+    accum += g * g
+    w -= lr * g / (np.sqrt(accum) + epsilon)
+
+
+def adam(w, g, m, v, lr_t, beta1, beta2, epsilon):
+    """m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr_t m / (sqrt(v) + eps), lr_t bias-corrected."""
+    m[:] = beta1 * m + (1.0 - beta1) * g
+    v[:] = beta2 * v + (1.0 - beta2) * g * g
+    w -= lr_t * m / (np.sqrt(v) + epsilon)
+
+
+def rmsprop(w, g, ms, mg, mom, lr, rho, momentum, epsilon, centered):
+    """ms = rho ms + (1-rho) g^2;  denom = ms (centered: ms - mg^2, mg = rho mg + (1-rho) g);
+    step = lr g / (sqrt(denom) + eps);  with momentum: mom = momentum mom + step, w -= mom."""
+    ms[:] = rho * ms + (1.0 - rho) * g * g
+    if centered:
+        mg[:] = rho * mg + (1.0 - rho) * g
+        step = lr * g / (np.sqrt(ms - mg * mg) + epsilon)
+    else:
+        step = lr * g / (np.sqrt(ms) + epsilon)
+    if momentum > 0.0:
+        mom[:] = momentum * mom + step
+        w -= mom
+    else:
+        w -= step
+
+
+def ftrl(w, g, accum, linear, lr, lr_power, l1, l2, beta):
+    """FTRL-proximal (TF's ApplyFtrl), per coordinate:
+    n' = n + g^2;  z += g - (n'^-p - n^-p) / lr * w;  q = n'^-p / lr + 2 l2 + beta / lr;
+    w = (sign(z) l1 - z) / q  if |z| > l1 else 0;  n = n'.   (p = lr_power, default -0.5)"""
+    new_accum = accum + g * g
+    linear += g - (new_accum ** -lr_power - accum ** -lr_power) / lr * w
+    quadratic = new_accum ** -lr_power / lr + 2.0 * l2 + beta / lr
+    w[:] = np.where(np.abs(linear) > l1, (np.sign(linear) * l1 - linear) / quadratic, 0.0)
+    accum[:] = new_accum
+
+
+RULES = {"sgd": sgd, "momentum": momentum, "adagrad": adagrad, "adam": adam, "rmsprop": rmsprop,
+         "ftrl": ftrl}
+_compiled = {}
+
+
+def compiled(name):
+    """The Numba-compiled rule (cached), or the NumPy one when Numba is unavailable or disabled."""
+    if name not in _compiled:
+        from . import _numba_usable
+        if _numba_usable():
+            from ._jit import kernel_jit
+            _compiled[name] = kernel_jit(RULES[name])
+        else:
+            _compiled[name] = RULES[name]
+    return _compiled[name]
