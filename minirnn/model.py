@@ -1,0 +1,221 @@
+"""The layer graph between input features and logits, with explicit forward and backward.
+
+    sequence input [B, T, Ds] ++ context [B, Dc] tiled over T    ->  x [B, T, Ds + Dc]   (as TF)
+    dropout(keep_probabilities[0])  -> recurrent layer 1 -> dropout(keep[1]) -> ... layer n
+    -> dropout(keep[n]) -> dense logits on each row's last valid output [B, k]
+                           (or on every step with ``return_sequences``: [B, T, k])
+
+This is TF's ``RNNModel``: ``units=[32, 16]`` stacks two cells, each layer's output sequence feeding
+the next. Dropout follows TF1's ``dropout_keep_probabilities`` (len(units) + 1 keep probabilities:
+before each layer and after the last), at training time only, with inverted scaling (kept values
+divided by the keep probability). Initialisation is Keras's (glorot_uniform kernels, orthogonal
+recurrent kernels, zero biases, LSTM forget bias 1); one ``seed`` drives initialisation and dropout,
+so two models with the same seed and data compute bit-identical results on the CPU.
+
+Parameters are named like TF's variables (``rnn_model/rnn/stacked_rnn_cells/lstm_cell/kernel``,
+``rnn_model/logits/bias``); ``params()`` and ``grads()`` return them in one fixed order.
+"""
+
+import numpy as np
+
+from .layers import GRU, LSTM, SimpleRNN, glorot_uniform
+
+CELLS = {"simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
+
+
+class RNNModel:
+    """Stacked recurrent layers and a dense logits layer.
+
+    Parameters
+    ----------
+    units : int or list of ints, one per stacked layer
+    cell_type : 'simple_rnn', 'lstm' or 'gru'
+    logits_dimension : outputs of the dense layer (1 for binary, n_classes, label_dimension)
+    return_sequences : logits for every step [B, T, k] instead of the last valid one [B, k]
+    dropout_keep_probabilities : None, or len(units) + 1 keep probabilities in (0, 1]
+    seed : drives initialisation and dropout
+    dtype : 'float32' (default) or 'float64'
+    cell_options : extra layer arguments, e.g. ``{"reset_after": False}`` for GRU
+    backend : kernel backend, 'numba' (default) or 'numpy'
+    """
+
+    def __init__(self, units, cell_type="lstm", logits_dimension=1, return_sequences=False,
+                 dropout_keep_probabilities=None, seed=None, dtype="float32", cell_options=None, backend=None):
+        units = [units] if isinstance(units, (int, np.integer)) and not isinstance(units, bool) else units
+        if not isinstance(units, (list, tuple)) or not units or not all(
+                isinstance(u, (int, np.integer)) and not isinstance(u, bool) and u > 0 for u in units):
+            raise ValueError(f"units: expected a positive int or a non-empty list of them, got {units!r}")
+        if cell_type not in CELLS:
+            raise ValueError(f"cell_type: expected one of {sorted(CELLS)}, got {cell_type!r}")
+        if not isinstance(logits_dimension, (int, np.integer)) or logits_dimension < 1:
+            raise ValueError(f"logits_dimension: expected a positive int, got {logits_dimension!r}")
+        if dropout_keep_probabilities is not None:
+            probs = list(dropout_keep_probabilities)
+            if len(probs) != len(units) + 1:
+                raise ValueError(f"dropout_keep_probabilities: expected {len(units) + 1} values "
+                                 f"(len(units) + 1), got {len(probs)}")
+            if not all(0.0 < p <= 1.0 for p in probs):
+                raise ValueError(f"dropout_keep_probabilities: each must be in (0, 1], got {probs}")
+            dropout_keep_probabilities = [float(p) for p in probs]
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}")
+        self.units = [int(u) for u in units]
+        self.cell_type = cell_type
+        self.logits_dimension = int(logits_dimension)
+        self.return_sequences = bool(return_sequences)
+        self.keep = dropout_keep_probabilities
+        self.seed = seed
+        self.dtype = np.dtype(dtype)
+        self.cell_options = dict(cell_options or {})
+        self.backend = backend
+        seeds = np.random.SeedSequence(seed).spawn(len(self.units) + 2)
+        self.layers = [CELLS[cell_type](n, return_sequences=True, dtype=self.dtype, seed=s.generate_state(1)[0],
+                                        backend=backend, **self.cell_options)
+                       for n, s in zip(self.units, seeds)]
+        self._logits_seed = seeds[-2].generate_state(1)[0]
+        self.rng = np.random.default_rng(seeds[-1])      # dropout masks
+        self.logits_kernel = self.logits_bias = None
+        self.input_dims = None
+        self._cache = None
+
+    # ---- parameters ---------------------------------------------------------------------------
+
+    def build(self, sequence_dim, context_dim=0):
+        """Create every weight for inputs of ``sequence_dim`` features plus ``context_dim`` context."""
+        self.input_dims = (int(sequence_dim), int(context_dim))
+        size = sum(self.input_dims)
+        if size < 1:
+            raise ValueError("build: the model needs at least one input feature")
+        for layer in self.layers:
+            layer.build(size, self.dtype)
+            size = layer.units
+        rng = np.random.default_rng(self._logits_seed)
+        self.logits_kernel = glorot_uniform(rng, (size, self.logits_dimension), self.dtype)
+        self.logits_bias = np.zeros(self.logits_dimension, dtype=self.dtype)
+        self._logits_grads = [np.zeros_like(self.logits_kernel), np.zeros_like(self.logits_bias)]
+
+    @property
+    def built(self):
+        return self.logits_kernel is not None
+
+    def param_names(self):
+        """TF-style variable names, in the order of :meth:`params`."""
+        cell = f"{self.cell_type}_cell"
+        names = []
+        for k in range(len(self.layers)):
+            scope = (f"rnn_model/rnn/{cell}" if len(self.layers) == 1
+                     else f"rnn_model/rnn/stacked_rnn_cells/{cell}{'' if k == 0 else f'_{k}'}")
+            names += [f"{scope}/kernel", f"{scope}/recurrent_kernel", f"{scope}/bias"]
+        return names + ["rnn_model/logits/kernel", "rnn_model/logits/bias"]
+
+    def params(self):
+        """Every weight array (the live arrays: an optimizer updates them in place)."""
+        self._require_built()
+        out = []
+        for layer in self.layers:
+            out += [layer.kernel, layer.recurrent_kernel, layer.bias]
+        return out + [self.logits_kernel, self.logits_bias]
+
+    def grads(self):
+        """Accumulated gradients, aligned with :meth:`params`."""
+        self._require_built()
+        out = []
+        for layer in self.layers:
+            out += layer.grads
+        return out + self._logits_grads
+
+    def zero_grads(self):
+        for layer in self.layers:
+            layer.zero_grads()
+        for g in self._logits_grads:
+            g[...] = 0
+
+    def set_params(self, values):
+        """Copy ``values`` (aligned with :meth:`params`) into the weights; shapes must match."""
+        params = self.params()
+        if len(values) != len(params):
+            raise ValueError(f"set_params: expected {len(params)} arrays, got {len(values)}")
+        for name, p, v in zip(self.param_names(), params, values):
+            v = np.asarray(v)
+            if v.shape != p.shape:
+                raise ValueError(f"set_params: {name} has shape {p.shape}, got {v.shape}")
+            p[...] = v
+
+    def _require_built(self):
+        if not self.built:
+            raise RuntimeError("the model has no weights yet: call build(sequence_dim, context_dim) or forward")
+
+    # ---- forward / backward -------------------------------------------------------------------
+
+    def _dropout(self, x, k, training):
+        if not training or self.keep is None or self.keep[k] >= 1.0:
+            return x, None
+        keep = self.keep[k]
+        scale = (self.rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
+        return x * scale, scale
+
+    def forward(self, sequence, mask, context=None, training=False):
+        """Logits for a batch.
+
+        sequence [B, T, Ds] and context [B, Dc] (optional) in the model's dtype; mask [B, T] bool.
+        Returns [B, k] (each row's last valid step) or [B, T, k] with ``return_sequences``.
+        """
+        sequence = np.asarray(sequence)
+        if sequence.ndim != 3:
+            raise ValueError(f"sequence input: expected shape [batch, time, features], got {sequence.shape}")
+        B, T, Ds = sequence.shape
+        Dc = 0
+        if context is not None:
+            context = np.asarray(context)
+            if context.ndim != 2 or context.shape[0] != B:
+                raise ValueError(f"context input: expected shape [{B}, features], got {context.shape}")
+            Dc = context.shape[1]
+        if not self.built:
+            self.build(Ds, Dc)
+        if (Ds, Dc) != self.input_dims:
+            raise ValueError(f"inputs: the model was built for {self.input_dims[0]} sequence and "
+                             f"{self.input_dims[1]} context features, got {Ds} and {Dc}")
+        for name, arr in (("sequence input", sequence), ("context input", context)):
+            if arr is not None and arr.dtype != self.dtype:
+                raise TypeError(f"{name}: the model computes in {self.dtype.name}, got {arr.dtype}")
+        x = sequence if context is None else np.concatenate(
+            [sequence, np.broadcast_to(context[:, None, :], (B, T, Dc))], axis=2)   # context tiled
+        scales = []
+        for k, layer in enumerate(self.layers):
+            x, scale = self._dropout(x, k, training)
+            scales.append(scale)
+            x = layer.forward(x, mask=mask, training=training)
+        h = x if self.return_sequences else x[:, -1]     # [B, T, H] or the last valid output [B, H]
+        h, scale = self._dropout(np.ascontiguousarray(h), len(self.layers), training)
+        scales.append(scale)
+        logits = h @ self.logits_kernel + self.logits_bias
+        self._cache = (h, scales, (B, T, Ds, Dc), mask) if training else None
+        return logits
+
+    def backward(self, d_logits, need_input_grad=False):
+        """Backprop ``d_logits`` through the last training ``forward``; gradients accumulate in
+        :meth:`grads`. Returns (d_sequence, d_context) when ``need_input_grad``, else (None, None)."""
+        if self._cache is None:
+            raise RuntimeError("backward needs a preceding forward(..., training=True)")
+        h, scales, (B, T, Ds, Dc), mask = self._cache
+        d_logits = np.asarray(d_logits, dtype=self.dtype)
+        k = self.logits_dimension
+        h2, d2 = h.reshape(-1, h.shape[-1]), d_logits.reshape(-1, k)
+        self._logits_grads[0] += h2.T @ d2
+        self._logits_grads[1] += d2.sum(axis=0)
+        d_h = d_logits @ self.logits_kernel.T
+        if scales[-1] is not None:
+            d_h = d_h * scales[-1]
+        if not self.return_sequences:                    # the last layer returned y[:, -1]
+            d_seq = np.zeros((B, T, h.shape[-1]), dtype=self.dtype)
+            d_seq[:, -1] = d_h
+            d_h = d_seq
+        for idx in range(len(self.layers) - 1, -1, -1):
+            first = idx == 0
+            d_h, _ = self.layers[idx].backward(d_h, need_input_grad=not first or need_input_grad)
+            if d_h is not None and scales[idx] is not None:
+                d_h = d_h * scales[idx]
+        if not need_input_grad:
+            return None, None
+        d_context = d_h[:, :, Ds:].sum(axis=1) if Dc else None
+        return d_h[:, :, :Ds], d_context

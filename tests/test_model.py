@@ -1,0 +1,182 @@
+"""The layer graph: end-to-end gradients, determinism, names, and learning real (synthetic) tasks."""
+
+import numpy as np
+import pytest
+
+from minirnn import optimizers as O
+from minirnn.heads import BinaryClassHead, MultiClassHead, RegressionHead
+from minirnn.model import RNNModel
+
+FORMS = [("simple_rnn", {}), ("lstm", {}), ("gru", {"reset_after": True}), ("gru", {"reset_after": False})]
+FORM_IDS = ["simple_rnn", "lstm", "gru", "gru_v1"]
+
+
+@pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequence"])
+@pytest.mark.parametrize("cell,opts", FORMS, ids=FORM_IDS)
+def test_end_to_end_gradients_match_central_differences(cell, opts, return_sequences):
+    rng = np.random.default_rng(3)
+    B, T, Ds, Dc = 3, 5, 2, 2
+    model = RNNModel([4, 3], cell_type=cell, logits_dimension=3, return_sequences=return_sequences,
+                     dropout_keep_probabilities=[0.8, 0.7, 0.9], seed=11, dtype="float64", cell_options=opts)
+    head = MultiClassHead(3)
+    seq, ctx = rng.standard_normal((B, T, Ds)), rng.standard_normal((B, Dc))
+    mask = np.array([[1, 1, 0, 1, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool)   # gaps and padding
+    labels = rng.integers(0, 3, (B, T) if return_sequences else B)
+    weights = np.array([1.0, 0.5, 2.0])
+
+    def loss(backward=False):
+        model.rng = np.random.default_rng(99)          # the same dropout masks every call
+        logits = model.forward(seq, mask, ctx, training=True)
+        result = head.loss(logits, labels, weights, mask if return_sequences else None)
+        if backward:
+            model.zero_grads()
+            return model.backward(result.d_logits, need_input_grad=True)
+        return result.loss
+
+    d_seq, d_ctx = loss(backward=True)
+    checks = list(zip(model.param_names(), model.params(), [g.copy() for g in model.grads()]))
+    checks += [("sequence", seq, d_seq), ("context", ctx, d_ctx)]
+    for name, arr, analytic in checks:
+        numeric = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            old = arr[i]
+            arr[i] = old + 1e-6
+            up = loss()
+            arr[i] = old - 1e-6
+            down = loss()
+            arr[i] = old
+            numeric[i] = (up - down) / 2e-6
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+def test_names_shapes_and_initialisation_like_tf():
+    model = RNNModel([32, 16], cell_type="lstm", seed=0)
+    model.build(8)
+    shapes = {n: p.shape for n, p in zip(model.param_names(), model.params())}
+    assert shapes == {
+        "rnn_model/rnn/stacked_rnn_cells/lstm_cell/kernel": (8, 128),
+        "rnn_model/rnn/stacked_rnn_cells/lstm_cell/recurrent_kernel": (32, 128),
+        "rnn_model/rnn/stacked_rnn_cells/lstm_cell/bias": (128,),
+        "rnn_model/rnn/stacked_rnn_cells/lstm_cell_1/kernel": (32, 64),
+        "rnn_model/rnn/stacked_rnn_cells/lstm_cell_1/recurrent_kernel": (16, 64),
+        "rnn_model/rnn/stacked_rnn_cells/lstm_cell_1/bias": (64,),
+        "rnn_model/logits/kernel": (16, 1), "rnn_model/logits/bias": (1,)}
+    assert np.all(model.params()[2][32:64] == 1.0) and np.all(model.params()[-1] == 0)   # forget bias, logits bias
+    single = RNNModel(5, cell_type="gru")
+    single.build(3, 2)
+    assert single.param_names()[0] == "rnn_model/rnn/gru_cell/kernel" and single.params()[0].shape == (5, 15)
+
+
+def test_same_seed_same_numbers():
+    rng = np.random.default_rng(0)
+    seq, mask = rng.standard_normal((8, 6, 3)).astype(np.float32), rng.random((8, 6)) < 0.8
+    labels = rng.integers(0, 2, 8)
+
+    def run():
+        model = RNNModel([6, 4], cell_type="gru", dropout_keep_probabilities=[0.9, 0.8, 0.7], seed=5)
+        opt, head = O.Adam(0.01), BinaryClassHead()
+        for _ in range(5):
+            result = head.loss(model.forward(seq, mask, training=True), labels)
+            model.zero_grads()
+            model.backward(result.d_logits)
+            opt.apply(model.params(), model.grads())
+        return model.params() + [model.forward(seq, mask)]
+
+    for a, b in zip(run(), run()):
+        np.testing.assert_array_equal(a, b)
+    other = RNNModel([6, 4], cell_type="gru", seed=6)
+    other.build(3)
+    assert not np.array_equal(other.params()[0], run()[0])
+
+
+def test_dropout_only_in_training_and_scaled():
+    model = RNNModel([5], cell_type="simple_rnn", dropout_keep_probabilities=[0.5, 1.0], seed=0, dtype="float64")
+    x = np.ones((200, 1, 4))
+    a, b = model.forward(x, None), model.forward(x, None)
+    np.testing.assert_array_equal(a, b)                                  # inference: no dropout
+    dropped, scale = model._dropout(x, 0, True)
+    assert set(np.unique(scale)) == {0.0, 2.0} and abs(dropped.mean() - 1.0) < 0.1
+
+
+def test_model_errors():
+    with pytest.raises(ValueError, match="units"):
+        RNNModel([])
+    with pytest.raises(ValueError, match="cell_type"):
+        RNNModel([4], cell_type="transformer")
+    with pytest.raises(ValueError, match=r"expected 3 values \(len\(units\) \+ 1\)"):
+        RNNModel([4, 4], dropout_keep_probabilities=[0.5])
+    with pytest.raises(ValueError, match=r"each must be in \(0, 1\]"):
+        RNNModel([4], dropout_keep_probabilities=[0.0, 1.0])
+    model = RNNModel([4], seed=0)
+    model.forward(np.zeros((2, 3, 2), np.float32), None, np.zeros((2, 1), np.float32))
+    with pytest.raises(ValueError, match="built for 2 sequence and 1 context features, got 2 and 0"):
+        model.forward(np.zeros((2, 3, 2), np.float32), None)
+    with pytest.raises(TypeError, match="computes in float32"):
+        model.forward(np.zeros((2, 3, 2)), None, np.zeros((2, 1)))
+    with pytest.raises(RuntimeError, match="preceding forward"):
+        model.backward(np.zeros((2, 1)))
+
+
+def token_task(n, rng, vocab=8, T=15, k=3):
+    """One-hot token sequences of 3..T steps; label: does token k occur."""
+    lengths = rng.integers(3, T + 1, n)
+    tokens = rng.integers(0, vocab, (n, T))
+    tokens[tokens == k] = (k + 1) % vocab
+    has = rng.random(n) < 0.5
+    at = (rng.random(n) * lengths).astype(int)
+    tokens[has, at[has]] = k
+    return np.eye(vocab, dtype=np.float32)[tokens], np.arange(T)[None] < lengths[:, None], has.astype(np.float32)
+
+
+OPTIMIZERS = {"SGD": lambda: O.SGD(1.0), "Momentum": lambda: O.Momentum(0.05, momentum=0.9),
+              "Adagrad": lambda: O.Adagrad(0.3), "Adam": lambda: O.Adam(0.02), "RMSProp": lambda: O.RMSProp(0.01),
+              # TF's Ftrl with its 0.1 initial accumulator shrinks dense initial weights to ~0 at the
+              # first step; a small accumulator keeps them (documented in minirnn.optimizers)
+              "Ftrl": lambda: O.Ftrl(0.1, initial_accumulator_value=1e-4)}
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_two_layer_model_learns_token_occurrence(cell, optimizer):
+    rng = np.random.default_rng(0)
+    x, mask, y = token_task(2048, rng)
+    x_test, mask_test, y_test = token_task(512, rng)
+    model = RNNModel([16, 8], cell_type=cell, seed=0)
+    head, opt = BinaryClassHead(), OPTIMIZERS[optimizer]()
+    opt.global_clipnorm = 5.0
+    for _ in range(300):
+        idx = rng.integers(0, len(y), 32)
+        result = head.loss(model.forward(x[idx], mask[idx], training=True), y[idx])
+        model.zero_grads()
+        model.backward(result.d_logits)
+        opt.apply(model.params(), model.grads())
+    evaluation = head.metrics()
+    evaluation.update(model.forward(x_test, mask_test), y_test)
+    assert evaluation.result()["accuracy"] >= 0.97
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_two_layer_model_learns_a_regression(cell):
+    """Predict the mean of a variable-length sequence of numbers, and its last value."""
+    rng = np.random.default_rng(1)
+
+    def data(n):
+        lengths = rng.integers(2, 13, n)
+        values = rng.uniform(-1, 1, (n, 12, 1)).astype(np.float32)
+        mask = np.arange(12)[None] < lengths[:, None]
+        mean = (values[..., 0] * mask).sum(1) / lengths
+        return values, mask, np.stack([mean, values[np.arange(n), lengths - 1, 0]], axis=1)
+
+    x, mask, y = data(2048)
+    x_test, mask_test, y_test = data(512)
+    model = RNNModel([16, 8], cell_type=cell, logits_dimension=2, seed=1)
+    head, opt = RegressionHead(2), O.Adam(0.01)
+    for _ in range(400):
+        idx = rng.integers(0, len(y), 32)
+        result = head.loss(model.forward(x[idx], mask[idx], training=True), y[idx])
+        model.zero_grads()
+        model.backward(result.d_logits)
+        opt.apply(model.params(), model.grads())
+    evaluation = head.metrics()
+    evaluation.update(model.forward(x_test, mask_test), y_test)
+    assert evaluation.result()["average_loss"] < 0.1 * y_test.var(axis=0).mean()   # 90% of variance explained
