@@ -14,7 +14,8 @@ Usage (PyTorch only in the benchmark environment: ``pip install torch``)::
 
 Prints a table, then one JSON line per row:
 {"bench": "kernels", "cell", "shape", "threads", "minirnn_ms", "peer_ms", "ratio"} (lower is better),
-plus import time, cold/warm time to the first forward+backward, and S3 peak memory.
+plus import time, cold/warm time to the first forward+backward, and each training step's own peak
+memory (peak RSS minus the RSS after a warm-up on a tiny problem).
 """
 
 import argparse
@@ -31,6 +32,7 @@ SHAPES = {  # B, T, D, H, variable lengths
     "S2": (64, 100, 64, 128, False),
     "S3": (128, 200, 128, 256, False),
     "latency": (1, 50, 16, 64, False),
+    "warmup": (4, 5, 8, 8, False),      # loads code and allocators before memory is measured
 }
 CELLS = ("lstm", "gru", "simple_rnn")
 GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
@@ -151,15 +153,24 @@ def _median(values):
     return values[len(values) // 2]
 
 
+def _current_rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
 def worker(impl, cell, shape, reps):
     import resource
     import numpy as np
     if impl == "torch":
         import torch
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        train_step, infer, _ = torch_step(cell, shape)
+        build = lambda s: torch_step(cell, s)[:2]
     else:
-        train_step, infer = minirnn_step(cell, shape)
+        build = lambda s: minirnn_step(cell, s)
+    for f in build("warmup"):           # code, compiled kernels and allocators in place first
+        f()
+    baseline = _current_rss_mib()
+    train_step, infer = build(shape)
     result = {}
     if shape != "latency":
         for _ in range(2):
@@ -170,9 +181,10 @@ def worker(impl, cell, shape, reps):
             train_step()
             times.append(time.perf_counter() - t)
         result["train_ms"] = 1e3 * _median(times)
-        # peak RSS of the whole process (libraries, compiler and data included): the fresh process
-        # per measurement makes it comparable between minirnn and PyTorch at the same shape
+        # the step's own memory: peak RSS minus the RSS after a warm-up on a tiny problem had loaded
+        # every library, compiled kernel and allocator (inputs and weights of the case included)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["step_mib"] = result["peak_rss_mib"] - baseline
     for _ in range(3):
         infer()
     times = []
@@ -227,7 +239,8 @@ def startup_figures(threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--shapes", nargs="+", default=[k for k in SHAPES if k != "warmup"],
+                        choices=[k for k in SHAPES if k != "warmup"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", nargs=4, metavar=("IMPL", "CELL", "SHAPE", "REPS"), help=argparse.SUPPRESS)
@@ -262,8 +275,9 @@ def main():
                        "minirnn_ms": round(m, 4), "peer_ms": round(p, 4), "ratio": round(m / p, 3),
                        "check_max_rel_diff": worst}
                 if kind == "train":
-                    row["minirnn_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results["minirnn"]]), 1)
-                    row["peer_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results["torch"]]), 1)
+                    for impl, key in (("minirnn", "minirnn"), ("torch", "peer")):
+                        row[f"{key}_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results[impl]]), 1)
+                        row[f"{key}_step_mib"] = round(_median([r["step_mib"] for r in results[impl]]), 1)
                 rows.append(row)
                 print(f"{cell:10s} {shape:8s} {kind:5s}  minirnn {m:9.3f} ms   torch {p:9.3f} ms   ratio {m / p:5.2f}",
                       flush=True)

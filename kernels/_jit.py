@@ -52,6 +52,15 @@ def batch_major(a_tm):
     return a
 
 
+def check_gradient_buffers(W, U, dW, dU, db, bias_shape):
+    """Compiled loops do not check shapes: refuse gradient buffers that do not fit the weights."""
+    for name, buf, shape in (("dkernel", dW, W.shape), ("drecurrent_kernel", dU, U.shape),
+                             ("dbias", db, bias_shape)):
+        if buf.shape != tuple(shape) or buf.dtype != W.dtype:
+            raise ValueError(f"{name}: expected a {W.dtype} buffer of shape {tuple(shape)}, "
+                             f"got {buf.dtype} {buf.shape}")
+
+
 def tanh(x):
     """tanh of a scalar: exact in float64, a vectorisable rational approximation in float32."""
     return np.tanh(x)

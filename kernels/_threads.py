@@ -10,11 +10,12 @@ batch of at least 2 * ``MIN_ROWS`` rows is split into one block per thread. A sm
 latency) runs as one block, on one BLAS thread when its per-step product is small (threads cost
 more than they save there) and on all threads otherwise.
 
-Thread count: the BLAS's (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``), capped by
-``NUMBA_NUM_THREADS`` when set. The BLAS setting is process-wide, so it is set for the call and
-restored after; kernel calls from several Python threads at once may see each other's setting
-(results stay the same; only speed changes). With a BLAS that exposes no thread control (not
-OpenBLAS), calls run unsplit with the BLAS as configured.
+Thread count: the BLAS's configured count (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``, read
+once), capped by ``NUMBA_NUM_THREADS`` when set. The BLAS setting is process-wide, so it is set for
+the call and restored when the last overlapping call ends; kernel calls from several Python threads
+at once may run with each other's setting (only speed changes: the row split depends on the batch
+size and the configured count alone). With a BLAS that exposes no thread control (not OpenBLAS),
+calls run unsplit with the BLAS as configured. A forked child process starts a fresh thread pool.
 
 Gradients of weights are summed over row blocks, so their round-off depends on the split (which
 depends only on the batch size, shapes and thread count: the same run repeats bit for bit).
@@ -24,7 +25,7 @@ import contextlib
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -32,7 +33,11 @@ MIN_ROWS = 8                 # the smallest row block worth a thread
 SMALL_STEP_FLOPS = 4e6       # an unsplit call below this per-step cost (2 B H G flops) uses 1 thread
 
 _controls = None
+_configured = None
+_active = 0
+_blas_lock = threading.Lock()
 _pool = None
+_pool_size = 0
 _pool_lock = threading.Lock()
 
 
@@ -58,14 +63,22 @@ def _blas_controls():
     return _controls or None
 
 
+def _configured_threads():
+    """The BLAS's own thread count, read once before minirnn ever changes it."""
+    global _configured
+    if _configured is None:
+        controls = _blas_controls()
+        _configured = max(1, controls[0]()) if controls else 1
+    return _configured
+
+
 def available_threads():
-    """Threads a kernel call may use: the BLAS's count, capped by NUMBA_NUM_THREADS if set."""
-    controls = _blas_controls()
-    if controls is None:
+    """Threads a kernel call may use: the BLAS's configured count, capped by NUMBA_NUM_THREADS."""
+    if _blas_controls() is None:
         return 1
-    n = controls[0]()
+    n = _configured_threads()
     cap = os.environ.get("NUMBA_NUM_THREADS", "").strip()
-    return max(1, min(n, int(cap))) if cap.isdigit() and int(cap) > 0 else max(1, n)
+    return max(1, min(n, int(cap))) if cap.isdigit() and int(cap) > 0 else n
 
 
 def plan(B, step_flops, threads=None):
@@ -81,27 +94,53 @@ def plan(B, step_flops, threads=None):
 
 @contextlib.contextmanager
 def blas_threads(n):
-    """Run the enclosed calls with ``n`` BLAS threads, then restore the previous setting."""
+    """Run the enclosed calls with ``n`` BLAS threads; the configured count is restored when the last
+    overlapping call leaves (a count of active calls under a lock, so out-of-order exits from
+    concurrent calls cannot leave the BLAS on the wrong setting)."""
+    global _active
     controls = _blas_controls()
-    before = controls[0]() if controls else n
-    if controls and n != before:
-        controls[1](n)
+    if controls is None:
+        yield
+        return
+    configured = _configured_threads()
+    with _blas_lock:
+        if _active == 0 and n != configured:
+            controls[1](n)
+        _active += 1
     try:
         yield
     finally:
-        if controls and n != before:
-            controls[1](before)
+        with _blas_lock:
+            _active -= 1
+            if _active == 0 and controls[0]() != configured:
+                controls[1](configured)
 
 
 def _map(fn, bounds):
-    """fn(b0, b1) for consecutive row blocks; the calling thread runs the last block itself."""
-    global _pool
+    """fn(b0, b1) for consecutive row blocks; the calling thread runs the last block itself.
+    Waits for every block, even when one fails, then raises the first error."""
+    global _pool, _pool_size
+    workers = len(bounds) - 2
     with _pool_lock:
-        if _pool is None or _pool._max_workers < len(bounds) - 2:
-            _pool = ThreadPoolExecutor(max_workers=max(1, len(bounds) - 2), thread_name_prefix="minirnn")
-    futures = [_pool.submit(fn, bounds[k], bounds[k + 1]) for k in range(len(bounds) - 2)]
-    last = fn(bounds[-2], bounds[-1])
+        if _pool is None or _pool_size < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minirnn"), workers
+        futures = [_pool.submit(fn, bounds[k], bounds[k + 1]) for k in range(workers)]
+    try:
+        last = fn(bounds[-2], bounds[-1])
+    finally:
+        wait(futures)
     return [f.result() for f in futures] + [last]
+
+
+def _after_fork_in_child():
+    # a forked child inherits the pool object but not its threads: start afresh
+    global _pool, _pool_size, _active
+    _pool, _pool_size, _active = None, 0, 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class RowBlocks:

@@ -35,7 +35,7 @@ steps; the per-step products run inside one compiled time loop.
 
 import numpy as np
 
-from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
+from ._jit import batch_major, check_gradient_buffers, kernel_jit, sigmoid, tanh, time_major
 
 
 @kernel_jit
@@ -262,6 +262,8 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
 def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
     """GRU BPTT: adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0,))."""
     reset_after, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask = saved
+    bias_shape = (2, W.shape[1]) if reset_after else (W.shape[1],)
+    check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, bias_shape)
     (dh_T,) = dstates_T
     loop = _backward_reset_after if reset_after else _backward_reset_before
     dx, dh0 = loop(dy, dh_T, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask,

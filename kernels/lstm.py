@@ -31,7 +31,7 @@ loop. Arrays are time-major inside ([T, B, ...]) so each step's rows are contigu
 
 import numpy as np
 
-from ._jit import batch_major, kernel_jit, sigmoid, tanh, time_major
+from ._jit import batch_major, check_gradient_buffers, kernel_jit, sigmoid, tanh, time_major
 
 
 @kernel_jit
@@ -172,6 +172,7 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     :func:`forward`. Adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0, dc0)).
     """
     mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask = saved
+    check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, (W.shape[1],))
     dh_T, dc_T = dstates_T
     dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
                                   dkernel, drecurrent_kernel, dbias, need_dx)

@@ -22,7 +22,7 @@ da U^T run per step, inside one compiled loop (see ``lstm.py`` for the design no
 
 import numpy as np
 
-from ._jit import batch_major, kernel_jit, tanh, time_major
+from ._jit import batch_major, check_gradient_buffers, kernel_jit, tanh, time_major
 
 
 @kernel_jit
@@ -103,6 +103,7 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
 def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
     """Simple RNN BPTT: adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0,))."""
     mask, x_tm, W, U, hs, zero_output_for_mask = saved
+    check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, (W.shape[1],))
     (dh_T,) = dstates_T
     dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
                              dkernel, drecurrent_kernel, dbias, need_dx)

@@ -45,6 +45,8 @@ def _as_float_array(name, value, dtype=None):
     arr = np.asarray(value)
     if arr.dtype.type not in _FLOATS:
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")
+    if not arr.dtype.isnative:                   # e.g. big-endian data from HDF5 or np.load
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(f"{name}: the layer computes in {np.dtype(dtype).name}, got {arr.dtype}; "
                         f"cast it explicitly (minirnn never changes a dtype silently)")
@@ -105,6 +107,7 @@ class _Recurrent:
             [orthogonal(rng, (self.units, self.units), self.dtype) for _ in range(self.n_gates)], axis=1)
         self.bias = self._init_bias()
         self.zero_grads()
+        self._saved = None
 
     @property
     def built(self):
@@ -117,18 +120,24 @@ class _Recurrent:
         return [self.kernel.copy(), self.recurrent_kernel.copy(), self.bias.copy()]
 
     def set_weights(self, weights):
-        """Set ``[kernel, recurrent_kernel, bias]`` in Keras layout; builds the layer if needed."""
+        """Set ``[kernel, recurrent_kernel, bias]`` in Keras layout; builds the layer if needed.
+
+        The arrays are copied in the layer's dtype (the first weights' float dtype for a new layer,
+        float32 for integer weights). Forgets what the last ``forward`` saved for ``backward``.
+        """
         if len(weights) != 3:
             raise ValueError(f"set_weights: expected [kernel, recurrent_kernel, bias], got {len(weights)} arrays")
         kernel = np.asarray(weights[0])
         if kernel.ndim != 2:
             raise ValueError(f"set_weights: kernel must be 2-D [input_dim, {self.n_gates}*units], got shape {kernel.shape}")
-        dtype = self.dtype or (kernel.dtype if kernel.dtype.type in _FLOATS else np.dtype(np.float32))
+        dtype = self.dtype or (np.dtype(kernel.dtype.type) if kernel.dtype.type in _FLOATS else np.dtype(np.float32))
         expected = self.weight_shapes(kernel.shape[0])
         names = ("kernel", "recurrent_kernel", "bias")
         arrays = []
         for name, w, shape in zip(names, weights, expected):
             w = np.asarray(w)
+            if w.dtype.kind not in "fiu":
+                raise TypeError(f"set_weights: {name} must hold real numbers, got dtype {w.dtype}")
             if w.shape != tuple(shape):
                 raise ValueError(f"set_weights: {name} must have shape {tuple(shape)}, got {w.shape}")
             if not np.all(np.isfinite(w)):
@@ -138,6 +147,7 @@ class _Recurrent:
         self.input_dim = kernel.shape[0]
         self.kernel, self.recurrent_kernel, self.bias = arrays
         self.zero_grads()
+        self._saved = None
 
     def zero_grads(self):
         """Reset the accumulated gradients ``grads`` (same order as ``get_weights``) to zero."""
@@ -185,31 +195,34 @@ class _Recurrent:
 
         Returns
         -------
-        The output: [B, T, H] with ``return_sequences``, else [B, H] (each row's last valid output).
+        The output: [B, T, H] with ``return_sequences``, else [B, H]: the output at the last time
+        step, i.e. each row's last valid output (zeros for a row that ends early when
+        ``zero_output_for_mask``, as Keras).
         With ``return_state``, a list ``[output, *final_states]``.
         """
+        self._saved = None
         x = _as_float_array("x", x, self.dtype)
         if x.ndim != 3:
             raise ValueError(f"x: expected shape [batch, time, features], got {x.shape}")
         B, T, D = x.shape
         if B == 0 or T == 0:
             raise ValueError(f"x: empty batch or sequence (shape {x.shape}); need batch >= 1 and time >= 1")
-        if not self.built:
-            self.build(D, x.dtype)
-        if D != self.input_dim:
+        if self.built and D != self.input_dim:
             raise ValueError(f"x: the layer was built for {self.input_dim} features, got {D}")
         mask = self._prepare_mask(B, T, mask, lengths)
         if initial_state is None:
-            states0 = tuple(np.zeros((B, self.units), dtype=self.dtype) for _ in range(self.n_states))
+            states0 = tuple(np.zeros((B, self.units), dtype=x.dtype) for _ in range(self.n_states))
         else:
             if len(initial_state) != self.n_states:
                 raise ValueError(f"initial_state: {type(self).__name__} has {self.n_states} state(s), "
                                  f"got {len(initial_state)}")
-            states0 = tuple(_as_float_array(f"initial_state[{k}]", s, self.dtype)
+            states0 = tuple(_as_float_array(f"initial_state[{k}]", s, x.dtype)
                             for k, s in enumerate(initial_state))
             for k, s in enumerate(states0):
                 if s.shape != (B, self.units):
                     raise ValueError(f"initial_state[{k}]: expected shape {(B, self.units)}, got {s.shape}")
+        if not self.built:                         # only once the whole call is known to be valid
+            self.build(D, x.dtype)
         forward, _ = kernels.load(self.cell, self.backend)
         y, states, saved = forward(x, mask, states0, self.kernel, self.recurrent_kernel, self.bias,
                                    self.zero_output_for_mask, **self._cell_options())

@@ -238,3 +238,91 @@ def test_numba_num_threads_caps_the_threads(monkeypatch):
     monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
     assert _threads.available_threads() == 1
     assert _threads.plan(128, 1e8) == (1, 1)
+
+
+def test_set_weights_forgets_the_saved_forward():
+    layer = LSTM(3, seed=0)
+    y = layer.forward(_x(D=3))
+    layer.set_weights([np.zeros((5, 12), np.float32), np.zeros((3, 12), np.float32), np.zeros(12, np.float32)])
+    with pytest.raises(RuntimeError, match="preceding forward"):
+        layer.backward(np.ones_like(y))
+
+
+def test_kernels_refuse_gradient_buffers_that_do_not_fit():
+    forward, backward = kernels.load("lstm", "numba")
+    x, mask = _x(D=3), np.ones((4, 5), bool)
+    w = [np.zeros((3, 8), np.float32), np.zeros((2, 8), np.float32), np.zeros(8, np.float32)]
+    states = (np.zeros((4, 2), np.float32),) * 2
+    y, states_T, saved = forward(x, mask, states, *w)
+    bad = [np.zeros((5, 8), np.float32), np.zeros((2, 8), np.float32), np.zeros(8, np.float32)]
+    with pytest.raises(ValueError, match=r"dkernel: expected a float32 buffer of shape \(3, 8\)"):
+        backward(np.zeros_like(y), states_T, saved, *bad)
+
+
+def test_non_native_byte_order_is_accepted():
+    native = _x(dtype=np.float32)
+    big = native.astype(">f4")
+    a, b = LSTM(3, seed=0), LSTM(3, seed=0)
+    np.testing.assert_array_equal(a.forward(native), b.forward(big))
+    assert b.dtype == np.float32
+    source = GRU(3, seed=0)
+    source.build(3, np.float64)
+    c = GRU(3)
+    c.set_weights([w.astype(">f8") for w in source.get_weights()])
+    assert c.dtype == np.float64 and c.forward(native.astype(np.float64)).dtype == np.float64
+    with pytest.raises(TypeError, match="must hold real numbers"):
+        GRU(3).set_weights([np.zeros((4, 9), complex), np.zeros((3, 9)), np.zeros((2, 9))])
+
+
+def test_failed_first_call_does_not_build_the_layer():
+    layer = LSTM(3)
+    with pytest.raises(ValueError, match="mask"):
+        layer.forward(_x(dtype=np.float64), mask=np.ones((9, 9), bool))
+    assert not layer.built
+    assert layer.forward(_x(dtype=np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("cls,opts,G", LAYERS, ids=IDS)
+def test_skipping_the_input_gradient_changes_nothing_else(cls, opts, G):
+    layer = cls(4, seed=0, return_sequences=True, **opts)
+    x = _x(B=20, dtype=np.float64)                       # 20 rows: two row blocks on 2 threads
+    y = layer.forward(x, lengths=np.arange(20) % 6)
+    dx, ds = layer.backward(np.ones_like(y))
+    full = [g.copy() for g in layer.grads]
+    layer.zero_grads()
+    y = layer.forward(x, lengths=np.arange(20) % 6)
+    none, ds2 = layer.backward(np.ones_like(y), need_input_grad=False)
+    assert dx is not None and none is None
+    for a, b in zip(full, layer.grads):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(ds, ds2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_forked_child_can_run_split_batches():
+    import multiprocessing
+    layer = LSTM(4, seed=0)
+    x = _x(B=32)
+    expected = layer.forward(x)                          # the parent's thread pool now exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=lambda: queue.put(layer.forward(x)))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0, "the forked child did not finish (thread pool inherited without threads?)"
+    np.testing.assert_array_equal(queue.get(timeout=10), expected)
+
+
+def test_blas_setting_restored_after_overlapping_calls():
+    from minirnn.kernels import _threads
+    controls = _threads._blas_controls()
+    if controls is None:
+        pytest.skip("this BLAS exposes no thread control")
+    configured = _threads._configured_threads()
+    first, second = _threads.blas_threads(1), _threads.blas_threads(1)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)                     # out of order: the other call is still running
+    assert controls[0]() == 1
+    second.__exit__(None, None, None)
+    assert controls[0]() == configured and _threads.available_threads() >= 1

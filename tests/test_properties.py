@@ -48,21 +48,49 @@ def test_float32_numba_close_to_float64_reference(form, B, T, D, H, seed):
     _assert_close(fast[2:], exact[2:], 2e-4)
 
 
+def _plain_recurrence(form, x, states0, weights):
+    """The cell's textbook recurrence with no masking machinery at all: outputs and final states."""
+    kernel, U, bias = weights
+    sig = lambda z: 1 / (1 + np.exp(-z))
+    H = U.shape[0]
+    states, ys = [s.copy() for s in states0], []
+    for t in range(x.shape[1]):
+        h = states[0]
+        if form[0] == "simple_rnn":
+            h = np.tanh(x[:, t] @ kernel + bias + h @ U)
+        elif form[0] == "lstm":
+            z = x[:, t] @ kernel + bias + h @ U
+            c = sig(z[:, H:2 * H]) * states[1] + sig(z[:, :H]) * np.tanh(z[:, 2 * H:3 * H])
+            h, states[1] = sig(z[:, 3 * H:]) * np.tanh(c), c
+        elif form[0] == "gru":
+            xw, rec = x[:, t] @ kernel + bias[0], h @ U + bias[1]
+            z, r = sig(xw[:, :H] + rec[:, :H]), sig(xw[:, H:2 * H] + rec[:, H:2 * H])
+            h = z * h + (1 - z) * np.tanh(xw[:, 2 * H:] + r * rec[:, 2 * H:])
+        else:
+            xw = x[:, t] @ kernel + bias
+            z, r = sig(xw[:, :H] + h @ U[:, :H]), sig(xw[:, H:2 * H] + h @ U[:, H:2 * H])
+            h = z * h + (1 - z) * np.tanh(xw[:, 2 * H:] + (r * h) @ U[:, 2 * H:])
+        states[0] = h
+        ys.append(h)
+    return np.stack(ys, axis=1), states
+
+
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
 @SETTINGS
 @given(B=dims, T=dims, D=dims, H=dims, seed=st.integers(0, 2**31))
 def test_all_ones_mask_equals_no_mask(form, B, T, D, H, seed):
+    """No mask, an all-ones mask and full lengths all equal the plain unmasked recurrence."""
     from minirnn import layers
     x, _, s0, w, _, _ = _case(form, B, T, D, H, seed)
     cls = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM}.get(form[1], layers.GRU)
     layer = cls(H, return_sequences=True, return_state=True, **form[2])
     layer.set_weights(list(w))
-    plain = layer.forward(x, initial_state=list(s0))
-    masked = layer.forward(x, mask=np.ones((B, T), dtype=bool), initial_state=list(s0))
-    by_length = layer.forward(x, lengths=np.full(B, T), initial_state=list(s0))
-    for a, b, c in zip(plain, masked, by_length):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)
+    y_plain, states_plain = _plain_recurrence(form, x, s0, w)
+    for kwargs in ({}, {"mask": np.ones((B, T), dtype=bool)}, {"lengths": np.full(B, T)}):
+        out, *states = layer.forward(x, initial_state=list(s0), **kwargs)
+        np.testing.assert_allclose(out, y_plain, rtol=1e-12, atol=1e-12)
+        for a, b in zip(states, states_plain):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -99,16 +127,36 @@ def test_rows_are_independent(form, B, T, D, H, seed):
     _assert_close(grads_p, grads, 1e-10)   # sums over rows: equal up to round-off
 
 
+def _skip_without_thread_control():
+    from minirnn.kernels import _threads
+    if _threads._blas_controls() is None:
+        pytest.skip("this BLAS exposes no thread control: calls are never split")
+
+
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
 @SETTINGS
-@given(B=st.integers(2, 9), T=dims, D=dims, H=dims, blocks=st.integers(2, 4), seed=st.integers(0, 2**31))
-def test_row_blocks_in_threads_equal_reference(form, B, T, D, H, blocks, seed):
+@given(B=st.integers(2, 9), T=dims, D=dims, H=dims, blocks=st.integers(2, 4), seed=st.integers(0, 2**31),
+       zero_output=st.booleans())
+def test_row_blocks_in_threads_equal_reference(form, B, T, D, H, blocks, seed, zero_output):
     """Large batches run as row blocks in parallel threads; force that path on small batches."""
     from unittest import mock
     from minirnn.kernels import _threads
+    _skip_without_thread_control()
     case = _case(form, B, T, D, H, seed, gaps=True)
     with mock.patch.object(_threads, "MIN_ROWS", 1), \
             mock.patch.object(_threads, "available_threads", lambda: blocks):
         assert _threads.plan(B, 1.0)[0] == min(blocks, B)
-        fast = run(form, "numba", *case)
-    _assert_close(fast, run(form, "numpy", *case), 1e-10)
+        fast = run(form, "numba", *case, zero_output_for_mask=zero_output)
+    _assert_close(fast, run(form, "numpy", *case, zero_output_for_mask=zero_output), 1e-10)
+
+
+@pytest.mark.parametrize("zero_output", [False, True], ids=["repeat", "zero"])
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+def test_a_real_large_batch_equals_reference(form, zero_output):
+    """B=40 is split into row blocks by the default plan when two threads are available."""
+    from minirnn.kernels import _threads
+    case = _case(form, 40, 7, 3, 5, 0, gaps=True)
+    if _threads.available_threads() >= 2:
+        assert _threads.plan(40, 1.0)[0] >= 2
+    fast = run(form, "numba", *case, zero_output_for_mask=zero_output)
+    _assert_close(fast, run(form, "numpy", *case, zero_output_for_mask=zero_output), 1e-10)
