@@ -1,9 +1,10 @@
-"""The main job until the estimators land: train, evaluate and predict with an LSTM layer.
+"""The main job until the estimators land: train, evaluate and predict with an LSTM model.
 
 ``python -m minirnn`` runs it. The data is built in: variable-length noisy sine waves (5 to 60
-steps) in three frequency bands; the task is to name the band. The model is an LSTM layer with a
-dense softmax head on each sequence's last valid output, trained with Adam on minibatches.
-Everything (data, initialisation, shuffling) follows one seed, so two runs print the same numbers.
+steps) in three frequency bands; the task is to name the band. The model is minirnn's RNNModel (an
+LSTM layer and dense logits on each sequence's last valid output) with a multi-class head, trained
+with Adam on minibatches. Everything (data, initialisation, shuffling) follows one seed, so two runs
+print the same numbers.
 """
 
 import argparse
@@ -11,7 +12,9 @@ import time
 
 import numpy as np
 
-from .layers import LSTM
+from .heads import MultiClassHead
+from .model import RNNModel
+from .optimizers import Adam
 
 BANDS = ("slow", "medium", "fast")
 
@@ -31,65 +34,6 @@ def make_waves(n, seed, max_len=60):
     return x, lengths, labels
 
 
-def softmax(logits):
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-class Adam:
-    """Minimal Adam (Kingma & Ba) for the demo's parameter list."""
-
-    def __init__(self, params, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-7):
-        self.params, self.lr, self.b1, self.b2, self.eps = params, lr, beta1, beta2, eps
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-        self.t = 0
-
-    def step(self, grads):
-        self.t += 1
-        lr = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            m += (1 - self.b1) * (g - m)
-            v += (1 - self.b2) * (g * g - v)
-            p -= (lr * m / (np.sqrt(v) + self.eps)).astype(p.dtype)
-
-
-class WaveClassifier:
-    """LSTM(units) -> dense -> softmax over the bands."""
-
-    def __init__(self, units, seed):
-        rng = np.random.default_rng(seed)
-        self.lstm = LSTM(units, seed=seed, dtype="float32")
-        self.lstm.build(2)
-        limit = np.sqrt(6 / (units + len(BANDS)))
-        self.w = rng.uniform(-limit, limit, (units, len(BANDS))).astype(np.float32)
-        self.b = np.zeros(len(BANDS), np.float32)
-        self.opt = Adam([self.lstm.kernel, self.lstm.recurrent_kernel, self.lstm.bias, self.w, self.b])
-
-    def logits(self, x, lengths, training=False):
-        self._h = self.lstm.forward(x, lengths=lengths, training=training)
-        return self._h @ self.w + self.b
-
-    def train_step(self, x, lengths, labels):
-        probs = softmax(self.logits(x, lengths, training=True))
-        B = len(labels)
-        loss = -np.mean(np.log(probs[np.arange(B), labels] + 1e-12))
-        dlogits = probs
-        dlogits[np.arange(B), labels] -= 1.0
-        dlogits /= B                                   # mean cross-entropy
-        dw, db = self._h.T @ dlogits, dlogits.sum(axis=0)
-        self.lstm.zero_grads()
-        self.lstm.backward(dlogits @ self.w.T, need_input_grad=False)
-        self.opt.step(self.lstm.grads + [dw, db])
-        return loss
-
-    def evaluate(self, x, lengths, labels):
-        probs = softmax(self.logits(x, lengths))
-        loss = -np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-12))
-        return {"accuracy": float(np.mean(probs.argmax(axis=1) == labels)), "loss": float(loss)}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minirnn",
                                      description="Train, evaluate and predict an LSTM classifier on "
@@ -104,7 +48,18 @@ def main(argv=None):
     x_test, len_test, y_test = make_waves(500, args.seed + 1)
     print(f"data: {len(y_train)} training and {len(y_test)} test sequences, 5-60 steps, "
           f"{len(BANDS)} classes {BANDS}")
-    model = WaveClassifier(args.units, args.seed)
+    model = RNNModel([args.units], cell_type="lstm", logits_dimension=len(BANDS), seed=args.seed)
+    head, optimizer = MultiClassHead(len(BANDS)), Adam(learning_rate=0.01)
+    mask_train = np.arange(x_train.shape[1])[None] < len_train[:, None]
+    mask_test = np.arange(x_test.shape[1])[None] < len_test[:, None]
+
+    def train_step(idx):
+        result = head.loss(model.forward(x_train[idx], mask_train[idx], training=True), y_train[idx])
+        model.zero_grads()
+        model.backward(result.d_logits)
+        optimizer.apply(model.params(), model.grads())
+        return result.loss
+
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(y_train))
     start = time.perf_counter()
@@ -114,7 +69,7 @@ def main(argv=None):
             order, pos = rng.permutation(len(y_train)), 0
         idx = order[pos:pos + args.batch_size]
         pos += args.batch_size
-        losses.append(model.train_step(x_train[idx], len_train[idx], y_train[idx]))
+        losses.append(train_step(idx))
         if step == 1:
             print(f"step 1: loss {losses[-1]:.4f} (first step, includes kernel compilation "
                   f"or cache load: {time.perf_counter() - start:.2f}s)")
@@ -123,10 +78,13 @@ def main(argv=None):
             rate = (step - 1) / (time.perf_counter() - first_done)
             print(f"step {step}: loss {np.mean(losses[-100:]):.4f}  ({rate:.0f} steps/s)")
     print(f"trained {args.steps} steps in {time.perf_counter() - start:.1f}s")
-    metrics = model.evaluate(x_test, len_test, y_test)
+    evaluation = head.metrics()
+    for batch in np.array_split(np.arange(len(y_test)), 4):
+        evaluation.update(model.forward(x_test[batch], mask_test[batch]), y_test[batch])
+    metrics = evaluation.result()
     print(f"evaluation on {len(y_test)} test sequences: accuracy {metrics['accuracy']:.3f}, "
-          f"loss {metrics['loss']:.4f}")
-    probs = softmax(model.logits(x_test[:5], len_test[:5]))
+          f"average_loss {metrics['average_loss']:.4f}")
+    probs = head.predictions(model.forward(x_test[:5], mask_test[:5]))["probabilities"]
     print("predictions:")
     for k in range(5):
         p = ", ".join(f"{name} {q:.2f}" for name, q in zip(BANDS, probs[k]))
