@@ -117,6 +117,15 @@ def test_model_errors():
         model.backward(np.zeros((2, 1)))
 
 
+def _train(model, head, opt, x, mask, y, steps, rng):
+    for _ in range(steps):
+        idx = rng.integers(0, len(y), 32)
+        result = head.loss(model.forward(x[idx], mask[idx], training=True), y[idx])
+        model.zero_grads()
+        model.backward(result.d_logits)
+        opt.apply(model.params(), model.grads())
+
+
 def token_task(n, rng, vocab=8, T=15, k=3):
     """One-hot token sequences of 3..T steps; label: does token k occur."""
     lengths = rng.integers(3, T + 1, n)
@@ -144,12 +153,7 @@ def test_two_layer_model_learns_token_occurrence(cell, optimizer):
     model = RNNModel([16, 8], cell_type=cell, seed=0)
     head, opt = BinaryClassHead(), OPTIMIZERS[optimizer]()
     opt.global_clipnorm = 5.0
-    for _ in range(300):
-        idx = rng.integers(0, len(y), 32)
-        result = head.loss(model.forward(x[idx], mask[idx], training=True), y[idx])
-        model.zero_grads()
-        model.backward(result.d_logits)
-        opt.apply(model.params(), model.grads())
+    _train(model, head, opt, x, mask, y, 300, rng)
     evaluation = head.metrics()
     evaluation.update(model.forward(x_test, mask_test), y_test)
     assert evaluation.result()["accuracy"] >= 0.97
@@ -171,12 +175,7 @@ def test_two_layer_model_learns_a_regression(cell):
     x_test, mask_test, y_test = data(512)
     model = RNNModel([16, 8], cell_type=cell, logits_dimension=2, seed=1)
     head, opt = RegressionHead(2), O.Adam(0.01)
-    for _ in range(400):
-        idx = rng.integers(0, len(y), 32)
-        result = head.loss(model.forward(x[idx], mask[idx], training=True), y[idx])
-        model.zero_grads()
-        model.backward(result.d_logits)
-        opt.apply(model.params(), model.grads())
+    _train(model, head, opt, x, mask, y, 400, rng)
     evaluation = head.metrics()
     evaluation.update(model.forward(x_test, mask_test), y_test)
     assert evaluation.result()["average_loss"] < 0.1 * y_test.var(axis=0).mean()   # 90% of variance explained
