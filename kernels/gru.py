@@ -64,23 +64,25 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask):
     hs[0] = h0
     y = np.empty((B, T, H), dtype=x.dtype)
     rec = np.empty((B, 3 * H), dtype=x.dtype)
-    b_i, b_r = bias[0], bias[1]
+    # inner loops index 0-based views (an offset index stops LLVM from vectorising, see lstm.py)
+    b_i_zr, b_i_h, b_r_zr, b_r_h = bias[0, :2 * H], bias[0, 2 * H:], bias[1, :2 * H], bias[1, 2 * H:]
     for t in range(T):
         np.dot(hs[t], U, rec)                      # h_{t-1} U
         for b in range(B):
             if not mask[b, t]:
                 _carry_masked_row(y, hs, b, t, zero_output_for_mask)
                 continue
-            g, rc, h_prev, h_new, y_t, rh = gates[t, b], rec[b], hs[t, b], hs[t + 1, b], y[b, t], rec_h[t, b]
-            for j in range(H):
-                z = sigmoid(g[j] + b_i[j] + rc[j] + b_r[j])
-                r = sigmoid(g[H + j] + b_i[H + j] + rc[H + j] + b_r[H + j])
-                rh_j = rc[2 * H + j] + b_r[2 * H + j]
-                hh = tanh(g[2 * H + j] + b_i[2 * H + j] + r * rh_j)
-                h = z * h_prev[j] + (one - z) * hh
-                g[j], g[H + j], g[2 * H + j], rh[j] = z, r, hh, rh_j
-                h_new[j] = h
-                y_t[j] = h
+            g, rc, h_prev, h_new, rh = gates[t, b], rec[b], hs[t, b], hs[t + 1, b], rec_h[t, b]
+            g_zr, g_z, g_r, g_h, rc_zr, rc_h = g[:2 * H], g[:H], g[H:2 * H], g[2 * H:], rc[:2 * H], rc[2 * H:]
+            for j in range(2 * H):                 # z, r
+                g_zr[j] = sigmoid(g_zr[j] + b_i_zr[j] + rc_zr[j] + b_r_zr[j])
+            for j in range(H):                     # rec_h = h_{t-1} U_h + b_rh
+                rh[j] = rc_h[j] + b_r_h[j]
+            for j in range(H):                     # hh, the candidate
+                g_h[j] = tanh(g_h[j] + b_i_h[j] + g_r[j] * rh[j])
+            for j in range(H):                     # h = z h_{t-1} + (1 - z) hh
+                h_new[j] = g_z[j] * h_prev[j] + (one - g_z[j]) * g_h[j]
+            y[b, t] = h_new
     return y, hs, gates, rec_h, x_tm
 
 
@@ -107,16 +109,23 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
                     carry += dy_t
                 continue
             g, rh, h_prev, dh_b = gates[t, b], rec_h[t, b], hs[t, b], dh[b]
-            for j in range(H):
-                dh_j = dh_b[j] + dy_t[j] + carry[j]
+            g_z, g_r, g_h = g[:H], g[H:2 * H], g[2 * H:]
+            da_z, da_r, da_h = dxw_row[:H], dxw_row[H:2 * H], dxw_row[2 * H:]
+            for j in range(H):                     # dh: from step t+1, from the output y_t
+                dh_b[j] += dy_t[j] + carry[j]
                 carry[j] = 0.0
-                z, r, hh = g[j], g[H + j], g[2 * H + j]
-                da_h = dh_j * (one - z) * (one - hh * hh)    # through (1 - z) * tanh
-                da_z = dh_j * (h_prev[j] - hh) * z * (one - z)
-                da_r = da_h * rh[j] * r * (one - r)
-                dxw_row[j], dxw_row[H + j], dxw_row[2 * H + j] = da_z, da_r, da_h
-                drec_row[j], drec_row[H + j], drec_row[2 * H + j] = da_z, da_r, da_h * r
-                dh_b[j] = dh_j * z                           # direct path h_{t-1} -> h_t
+            for j in range(H):                     # through (1 - z) * tanh
+                da_h[j] = dh_b[j] * (one - g_z[j]) * (one - g_h[j] * g_h[j])
+            for j in range(H):
+                da_z[j] = dh_b[j] * (h_prev[j] - g_h[j]) * g_z[j] * (one - g_z[j])
+            for j in range(H):                     # through r * rec_h
+                da_r[j] = da_h[j] * rh[j] * g_r[j] * (one - g_r[j])
+            drec_row[:2 * H] = dxw_row[:2 * H]
+            drec_h = drec_row[2 * H:]
+            for j in range(H):
+                drec_h[j] = da_h[j] * g_r[j]
+            for j in range(H):                     # direct path h_{t-1} -> h_t
+                dh_b[j] *= g_z[j]
         np.dot(drec[t], UT, dh_rec)
         for b in range(B):
             if mask[b, t]:
@@ -153,30 +162,28 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask):
     y = np.empty((B, T, H), dtype=x.dtype)
     rec_zr = np.empty((B, 2 * H), dtype=x.dtype)
     rec_h = np.empty((B, H), dtype=x.dtype)
+    b_zr, b_h = bias[:2 * H], bias[2 * H:]
     for t in range(T):
         np.dot(hs[t], U_zr, rec_zr)                # h_{t-1} [U_z, U_r]
         for b in range(B):
             if not mask[b, t]:
                 continue
-            g, rc, h_prev, rh = gates[t, b], rec_zr[b], hs[t, b], r_h[t, b]
+            g_zr, g_r, rc, h_prev, rh = gates[t, b, :2 * H], gates[t, b, H:2 * H], rec_zr[b], hs[t, b], r_h[t, b]
+            for j in range(2 * H):                 # z, r
+                g_zr[j] = sigmoid(g_zr[j] + b_zr[j] + rc[j])
             for j in range(H):
-                z = sigmoid(g[j] + bias[j] + rc[j])
-                r = sigmoid(g[H + j] + bias[H + j] + rc[H + j])
-                g[j], g[H + j] = z, r
-                rh[j] = r * h_prev[j]
+                rh[j] = g_r[j] * h_prev[j]
         np.dot(r_h[t], U_h, rec_h)                 # (r * h_{t-1}) U_h
         for b in range(B):
             if not mask[b, t]:
                 _carry_masked_row(y, hs, b, t, zero_output_for_mask)
                 continue
-            g, rc, h_prev, h_new, y_t = gates[t, b], rec_h[b], hs[t, b], hs[t + 1, b], y[b, t]
-            for j in range(H):
-                z = g[j]
-                hh = tanh(g[2 * H + j] + bias[2 * H + j] + rc[j])
-                h = z * h_prev[j] + (one - z) * hh
-                g[2 * H + j] = hh
-                h_new[j] = h
-                y_t[j] = h
+            g_z, g_h, rc, h_prev, h_new = gates[t, b, :H], gates[t, b, 2 * H:], rec_h[b], hs[t, b], hs[t + 1, b]
+            for j in range(H):                     # hh, the candidate
+                g_h[j] = tanh(g_h[j] + b_h[j] + rc[j])
+            for j in range(H):                     # h = z h_{t-1} + (1 - z) hh
+                h_new[j] = g_z[j] * h_prev[j] + (one - g_z[j]) * g_h[j]
+            y[b, t] = h_new
     return y, hs, gates, r_h, x_tm
 
 
@@ -205,23 +212,26 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
                 if not zero_output_for_mask:
                     carry += dy_t
                 continue
-            g, h_prev, dh_b, dh_tot_b, dzr, dah = gates[t, b], hs[t, b], dh[b], dh_tot[b], da_zr[t, b], da_h[t, b]
-            for j in range(H):
-                dh_j = dh_b[j] + dy_t[j] + carry[j]
+            g_z, g_h, h_prev, dh_b, dh_tot_b = gates[t, b, :H], gates[t, b, 2 * H:], hs[t, b], dh[b], dh_tot[b]
+            da_z, dah = da_zr[t, b, :H], da_h[t, b]
+            for j in range(H):                     # dh: from step t+1, from the output y_t
+                dh_tot_b[j] = dh_b[j] + dy_t[j] + carry[j]
                 carry[j] = 0.0
-                z, hh = g[j], g[2 * H + j]
-                dah[j] = dh_j * (one - z) * (one - hh * hh)
-                dzr[j] = dh_j * (h_prev[j] - hh) * z * (one - z)
-                dh_tot_b[j] = dh_j
+            for j in range(H):                     # through (1 - z) * tanh
+                dah[j] = dh_tot_b[j] * (one - g_z[j]) * (one - g_h[j] * g_h[j])
+            for j in range(H):
+                da_z[j] = dh_tot_b[j] * (h_prev[j] - g_h[j]) * g_z[j] * (one - g_z[j])
         np.dot(da_h[t], U_hT, drh)                 # gradient of r * h_{t-1}
         for b in range(B):
             if not mask[b, t]:
                 continue
-            g, h_prev, dh_b, dh_tot_b, dzr, drh_b = gates[t, b], hs[t, b], dh[b], dh_tot[b], da_zr[t, b], drh[b]
-            for j in range(H):
-                r = g[H + j]
-                dzr[H + j] = drh_b[j] * h_prev[j] * r * (one - r)
-                dh_b[j] = dh_tot_b[j] * g[j] + drh_b[j] * r   # direct paths to h_{t-1}
+            g_z, g_r, h_prev, dh_b, dh_tot_b, drh_b = (gates[t, b, :H], gates[t, b, H:2 * H], hs[t, b], dh[b],
+                                                         dh_tot[b], drh[b])
+            da_r = da_zr[t, b, H:]
+            for j in range(H):                     # through r * h_{t-1}
+                da_r[j] = drh_b[j] * h_prev[j] * g_r[j] * (one - g_r[j])
+            for j in range(H):                     # direct paths to h_{t-1}
+                dh_b[j] = dh_tot_b[j] * g_z[j] + drh_b[j] * g_r[j]
         np.dot(da_zr[t], U_zrT, dh_rec)
         for b in range(B):
             if mask[b, t]:
