@@ -68,21 +68,19 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
                 else:
                     y[b, t] = y[b, t - 1]
                 continue
-            z_b, g_b = z[b], gates[t, b]
+            z_b, g_b = z[b], gates[t, b]          # g_b holds x_t W; it becomes the activated gates
             for j in range(G):                     # z = x_t W + h_{t-1} U + b
-                z_b[j] += g_b[j] + bias[j]
+                g_b[j] += z_b[j] + bias[j]
             # inner loops index 0-based views: an offset index (j + 2H) makes Numba check for
             # negative indices, which stops LLVM from vectorising the loop
-            z_i, z_f, z_c, z_o = z_b[:H], z_b[H:2 * H], z_b[2 * H:3 * H], z_b[3 * H:]
-            z_if = z_b[:2 * H]
+            g_if, g_i, g_f, g_c, g_o = g_b[:2 * H], g_b[:H], g_b[H:2 * H], g_b[2 * H:3 * H], g_b[3 * H:]
             for j in range(2 * H):                 # i, f
-                z_if[j] = sigmoid(z_if[j])
+                g_if[j] = sigmoid(g_if[j])
             for j in range(H):                     # g (candidate)
-                z_c[j] = tanh(z_c[j])
+                g_c[j] = tanh(g_c[j])
             for j in range(H):                     # o
-                z_o[j] = sigmoid(z_o[j])
-            g_b[:] = z_b                           # keep activated gates for backward
-            _cell_update(z_i, z_f, z_c, z_o, cs[t, b], cs[t + 1, b], hs[t + 1, b])
+                g_o[j] = sigmoid(g_o[j])
+            _cell_update(g_i, g_f, g_c, g_o, cs[t, b], cs[t + 1, b], hs[t + 1, b])
             y[b, t] = hs[t + 1, b]
     return y, hs, cs, gates, x_tm
 
@@ -113,18 +111,21 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
             i_, f_, g_, o_ = g_row[:H], g_row[H:2 * H], g_row[2 * H:3 * H], g_row[3 * H:]
             dz_i, dz_f, dz_c, dz_o = dz_row[:H], dz_row[H:2 * H], dz_row[2 * H:3 * H], dz_row[3 * H:]
             c_prev, c_t, dh_b, dc_b = cs[t, b], cs[t + 1, b], dh[b], dc[b]
-            for j in range(H):
-                dh_j = dh_b[j] + dy_t[j] + carry[j]
+            for j in range(H):                     # dh: from step t+1, from the output y_t
+                dh_b[j] += dy_t[j] + carry[j]
                 carry[j] = 0.0
-                i, f, g, o = i_[j], f_[j], g_[j], o_[j]
+            for j in range(H):                     # through h = o * tanh(c)
                 tc = tanh(c_t[j])
-                do = dh_j * tc                                   # through h = o * tanh(c)
-                dc_j = dc_b[j] + dh_j * o * (one - tc * tc)
-                dz_i[j] = dc_j * g * i * (one - i)               # through c = f c_prev + i g
-                dz_f[j] = dc_j * c_prev[j] * f * (one - f)
-                dz_c[j] = dc_j * i * (one - g * g)
-                dz_o[j] = do * o * (one - o)
-                dc_b[j] = dc_j * f                               # dc_{t-1}
+                dz_o[j] = dh_b[j] * tc * o_[j] * (one - o_[j])
+                dc_b[j] += dh_b[j] * o_[j] * (one - tc * tc)
+            for j in range(H):                     # through c = f * c_prev + i * g
+                dz_i[j] = dc_b[j] * g_[j] * i_[j] * (one - i_[j])
+            for j in range(H):
+                dz_f[j] = dc_b[j] * c_prev[j] * f_[j] * (one - f_[j])
+            for j in range(H):
+                dz_c[j] = dc_b[j] * i_[j] * (one - g_[j] * g_[j])
+            for j in range(H):                     # dc_{t-1}
+                dc_b[j] *= f_[j]
         np.dot(dz[t], UT, dh_rec)                                # dh_{t-1} = dz U^T
         for b in range(B):
             if mask[b, t]:
