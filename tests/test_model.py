@@ -159,8 +159,15 @@ def test_two_layer_model_learns_token_occurrence(cell, optimizer):
     assert evaluation.result()["accuracy"] >= 0.97
 
 
+REGRESSION_OPTIMIZERS = {"SGD": lambda: O.SGD(0.3), "Momentum": lambda: O.Momentum(0.05, momentum=0.9),
+                         "Adagrad": lambda: O.Adagrad(0.1), "Adam": lambda: O.Adam(0.01),
+                         "RMSProp": lambda: O.RMSProp(0.005),
+                         "Ftrl": lambda: O.Ftrl(0.05, initial_accumulator_value=1e-4)}
+
+
+@pytest.mark.parametrize("optimizer", sorted(REGRESSION_OPTIMIZERS))
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
-def test_two_layer_model_learns_a_regression(cell):
+def test_two_layer_model_learns_a_regression(cell, optimizer):
     """Predict the mean of a variable-length sequence of numbers, and its last value."""
     rng = np.random.default_rng(1)
 
@@ -174,7 +181,8 @@ def test_two_layer_model_learns_a_regression(cell):
     x, mask, y = data(2048)
     x_test, mask_test, y_test = data(512)
     model = RNNModel([16, 8], cell_type=cell, logits_dimension=2, seed=1)
-    head, opt = RegressionHead(2), O.Adam(0.01)
+    head, opt = RegressionHead(2), REGRESSION_OPTIMIZERS[optimizer]()
+    opt.global_clipnorm = 5.0
     _train(model, head, opt, x, mask, y, 400, rng)
     evaluation = head.metrics()
     evaluation.update(model.forward(x_test, mask_test), y_test)
