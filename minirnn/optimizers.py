@@ -29,8 +29,41 @@ import numpy as np
 
 from .kernels import updates
 
-__all__ = ["Optimizer", "SGD", "Momentum", "Adagrad", "Adam", "RMSProp", "Ftrl", "get",
+__all__ = ["SparseRows", "Optimizer", "SGD", "Momentum", "Adagrad", "Adam", "RMSProp", "Ftrl", "get",
            "ExponentialDecay", "clip_by_norm", "clip_by_global_norm"]
+
+
+class SparseRows:
+    """A gradient that is zero except in some rows of a 2-D parameter (an embedding table):
+    ``rows`` [n] distinct row indices, ``values`` [n, ...] their gradients, ``shape`` the parameter's.
+
+    Optimizers update only these rows and their slots. For SGD, Adagrad and Ftrl that equals the
+    dense update (a zero gradient changes nothing). For Momentum, Adam and RMSProp, untouched rows
+    keep their slots and values (no decay of their momentum or moments): TF's "lazy" sparse update
+    (LazyAdam), not Keras's dense Adam, which moves every row each step.
+    """
+
+    def __init__(self, rows, values, shape):
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.values = np.asarray(values)
+        self.shape = tuple(shape)
+        if self.values.shape != (len(self.rows),) + self.shape[1:]:
+            raise ValueError(f"SparseRows: values {self.values.shape} do not fit {len(self.rows)} rows of {self.shape}")
+        if len(np.unique(self.rows)) != len(self.rows):
+            raise ValueError("SparseRows: rows must be distinct")
+
+    def scaled(self, factor):
+        return SparseRows(self.rows, self.values * factor, self.shape)
+
+    def to_dense(self):
+        dense = np.zeros(self.shape, dtype=self.values.dtype)
+        dense[self.rows] = self.values
+        return dense
+
+
+def _sum_squares(g):
+    values = g.values if isinstance(g, SparseRows) else g
+    return float(np.sum(np.square(values, dtype=np.float64)))
 
 
 class ExponentialDecay:
@@ -55,16 +88,18 @@ def clip_by_norm(grads, clip_norm):
     """Each tensor scaled to norm <= clip_norm (tf.clip_by_norm)."""
     out = []
     for g in grads:
-        norm = float(np.sqrt(np.sum(np.square(g, dtype=np.float64))))
-        out.append(g * (clip_norm / norm) if norm > clip_norm else g)
+        norm = math.sqrt(_sum_squares(g))
+        scale = clip_norm / norm if norm > clip_norm else None
+        out.append(g if scale is None else (g.scaled(scale) if isinstance(g, SparseRows) else g * scale))
     return out
 
 
 def clip_by_global_norm(grads, clip_norm):
     """All tensors scaled by clip_norm / max(global_norm, clip_norm) (tf.clip_by_global_norm)."""
-    norm = float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grads)))
+    norm = math.sqrt(sum(_sum_squares(g) for g in grads))
     if norm > clip_norm:
-        return [g * (clip_norm / norm) for g in grads]
+        scale = clip_norm / norm
+        return [g.scaled(scale) if isinstance(g, SparseRows) else g * scale for g in grads]
     return list(grads)
 
 
@@ -107,14 +142,16 @@ class Optimizer:
         for k, (p, g) in enumerate(zip(params, grads)):
             if not isinstance(p, np.ndarray) or not p.flags.c_contiguous:
                 raise TypeError(f"apply: parameter {k} must be a C-contiguous numpy array")
-            if np.shape(g) != p.shape:
-                raise ValueError(f"apply: gradient {k} has shape {np.shape(g)}, its parameter {p.shape}")
+            g_shape = g.shape if isinstance(g, SparseRows) else np.shape(g)
+            if g_shape != p.shape:
+                raise ValueError(f"apply: gradient {k} has shape {g_shape}, its parameter {p.shape}")
         if self._slots is None:
             self._slots = [{s: self._init_slot(s, p) for s in self.slots} for p in params]
         elif len(self._slots) != len(params) or any(
                 sl and next(iter(sl.values())).shape != p.shape for sl, p in zip(self._slots, params)):
             raise ValueError("apply: these parameters do not match the ones this optimizer was first applied to")
-        grads = [np.asarray(g, dtype=p.dtype) for g, p in zip(grads, params)]
+        grads = [SparseRows(g.rows, np.asarray(g.values, dtype=p.dtype), g.shape) if isinstance(g, SparseRows)
+                 else np.asarray(g, dtype=p.dtype) for g, p in zip(grads, params)]
         if self.clipnorm is not None:
             grads = clip_by_norm(grads, self.clipnorm)
         if self.global_clipnorm is not None:
@@ -122,8 +159,18 @@ class Optimizer:
         lr = self.current_learning_rate()
         self.iterations += 1
         for p, g, slots in zip(params, grads, self._slots):
-            self._update(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
-                         {k: v.reshape(-1) for k, v in slots.items()}, lr, p.dtype.type)
+            if isinstance(g, SparseRows):               # update only the rows that have a gradient
+                rows = g.rows
+                w = np.ascontiguousarray(p[rows])
+                sl = {k: np.ascontiguousarray(v[rows]) for k, v in slots.items()}
+                self._update(w.reshape(-1), np.ascontiguousarray(g.values).reshape(-1),
+                             {k: v.reshape(-1) for k, v in sl.items()}, lr, p.dtype.type)
+                p[rows] = w
+                for k, v in sl.items():
+                    slots[k][rows] = v
+            else:
+                self._update(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
+                             {k: v.reshape(-1) for k, v in slots.items()}, lr, p.dtype.type)
 
     def _update(self, w, g, slots, lr, cast):
         raise NotImplementedError

@@ -1,0 +1,407 @@
+"""Feature columns: TF's names and arguments, for sequence inputs and context (per-example) inputs.
+
+Sequence columns (one value, vector or id per time step)::
+
+    sequence_numeric_column(key, shape=(1,), default_value=0., dtype='float32', normalizer_fn=None)
+    sequence_categorical_column_with_identity(key, num_buckets, default_value=None)
+    sequence_categorical_column_with_hash_bucket(key, hash_bucket_size, dtype=str)
+    sequence_categorical_column_with_vocabulary_list(key, vocabulary_list, dtype=None,
+                                                     default_value=-1, num_oov_buckets=0)
+    sequence_categorical_column_with_vocabulary_file(key, vocabulary_file, vocabulary_size=None,
+                                                     num_oov_buckets=0, default_value=None, dtype=str)
+
+Context columns (one value per example, tiled over time by the model)::
+
+    numeric_column, categorical_column_with_identity / _hash_bucket / _vocabulary_list /
+    _vocabulary_file, bucketized_column(source, boundaries),
+    weighted_categorical_column(categorical, weight_feature_key)
+
+Categorical columns become dense through ``embedding_column(categorical, dimension, combiner='mean',
+initializer=None, max_norm=None, trainable=True)`` or ``indicator_column(categorical)`` (multi-hot
+counts). Ids follow TF exactly: hash buckets are FarmHash Fingerprint64 of the UTF-8 bytes modulo
+the bucket count (integers hashed as decimal strings); vocabulary out-of-vocabulary values go to
+``vocabulary_size + Fingerprint64 % num_oov_buckets``, or to ``default_value``; an id of -1 is
+dropped (an embedding gives zeros there, an indicator a zero row), but the step still counts.
+
+Where TF raised cryptic errors late, these raise at once, naming the feature: an identity id out of
+range with no default, a value of the wrong type, NaN in a numeric feature, sequence features of
+different lengths in one example. See :mod:`minirnn.inputs` for the accepted input forms.
+"""
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["sequence_numeric_column", "sequence_categorical_column_with_identity",
+           "sequence_categorical_column_with_hash_bucket", "sequence_categorical_column_with_vocabulary_list",
+           "sequence_categorical_column_with_vocabulary_file", "numeric_column",
+           "categorical_column_with_identity", "categorical_column_with_hash_bucket",
+           "categorical_column_with_vocabulary_list", "categorical_column_with_vocabulary_file",
+           "bucketized_column", "weighted_categorical_column", "embedding_column", "indicator_column"]
+
+
+def _check_key(key):
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key: expected a non-empty string (the feature name), got {key!r}")
+    return key
+
+
+def _positive_int(name, value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# categorical columns: raw values -> int64 ids (-1 = dropped)
+# ---------------------------------------------------------------------------------------------
+
+class CategoricalColumn:
+    """Base of the id-producing columns. ``ids(values)`` maps a 1-D array of raw values to ids."""
+
+    sequence = False
+    num_buckets = 0
+
+    @property
+    def name(self):
+        return self.key
+
+    def ids(self, values):
+        raise NotImplementedError
+
+    def spec(self):
+        """A JSON-able description (what a checkpoint or export stores)."""
+        raise NotImplementedError
+
+
+def _as_strings(key, values):
+    values = np.asarray(values)
+    if values.dtype.kind in "iu":
+        return values.astype(str)                    # TF hashes integers as their decimal strings
+    if values.dtype.kind == "S":
+        return np.char.decode(values, "utf-8")
+    if values.dtype.kind in "UO":
+        if values.dtype.kind == "O" and not all(isinstance(v, (str, bytes)) for v in values.ravel()):
+            bad = next(v for v in values.ravel() if not isinstance(v, (str, bytes)))
+            raise TypeError(f"feature {key!r}: expected strings or integers, got {type(bad).__name__} {bad!r}")
+        return np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in values.ravel()],
+                        dtype=str).reshape(values.shape)
+    raise TypeError(f"feature {key!r}: expected strings or integers, got dtype {values.dtype}")
+
+
+class IdentityColumn(CategoricalColumn):
+    def __init__(self, key, num_buckets, default_value=None, sequence=False):
+        self.key, self.num_buckets, self.sequence = _check_key(key), _positive_int("num_buckets", num_buckets), sequence
+        if default_value is not None and not 0 <= default_value < num_buckets:
+            raise ValueError(f"default_value {default_value} not in range [0, {num_buckets})")
+        self.default_value = default_value
+
+    def ids(self, values):
+        values = np.asarray(values)
+        if values.dtype.kind not in "iu":
+            raise TypeError(f"feature {self.key!r}: identity ids must be integers, got dtype {values.dtype}")
+        ids = values.astype(np.int64)
+        bad = (ids < 0) | (ids >= self.num_buckets)
+        if np.any(bad):
+            if self.default_value is None:
+                raise ValueError(f"feature {self.key!r}: id {ids[bad][0]} is outside [0, {self.num_buckets}) "
+                                 "and the column has no default_value")
+            ids = np.where(bad, self.default_value, ids)
+        return ids
+
+    def spec(self):
+        return {"type": "identity", "key": self.key, "num_buckets": self.num_buckets,
+                "default_value": self.default_value, "sequence": self.sequence}
+
+
+class HashBucketColumn(CategoricalColumn):
+    def __init__(self, key, hash_bucket_size, dtype=str, sequence=False):
+        self.key, self.sequence = _check_key(key), sequence
+        if not isinstance(hash_bucket_size, (int, np.integer)) or hash_bucket_size <= 1:
+            raise ValueError(f"hash_bucket_size must be > 1. hash_bucket_size: {hash_bucket_size}")
+        self.num_buckets = self.hash_bucket_size = int(hash_bucket_size)
+        self.dtype = dtype
+
+    def ids(self, values):
+        from .kernels.farmhash import fingerprint64
+        strings = _as_strings(self.key, values)
+        return (fingerprint64(strings.ravel()) % np.uint64(self.num_buckets)).astype(np.int64).reshape(strings.shape)
+
+    def spec(self):
+        return {"type": "hash_bucket", "key": self.key, "hash_bucket_size": self.num_buckets,
+                "sequence": self.sequence}
+
+
+class VocabularyColumn(CategoricalColumn):
+    def __init__(self, key, vocabulary, default_value=-1, num_oov_buckets=0, sequence=False, file=None):
+        self.key, self.sequence, self.file = _check_key(key), sequence, file
+        vocabulary = list(vocabulary)
+        if not vocabulary:
+            raise ValueError(f"feature {key!r}: the vocabulary is empty")
+        if len(set(vocabulary)) != len(vocabulary):
+            dup = next(v for v in vocabulary if vocabulary.count(v) > 1)
+            raise ValueError(f"feature {key!r}: duplicate key in vocabulary: {dup!r}")
+        if num_oov_buckets < 0:
+            raise ValueError(f"num_oov_buckets: expected >= 0, got {num_oov_buckets}")
+        if num_oov_buckets and default_value not in (None, -1):
+            raise ValueError("Can't specify both default_value and num_oov_buckets.")
+        self.vocabulary = vocabulary
+        self.num_oov_buckets = int(num_oov_buckets)
+        self.default_value = -1 if default_value is None else int(default_value)
+        self.num_buckets = len(vocabulary) + self.num_oov_buckets
+        self._numeric = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vocabulary)
+        self._lookup = {v: i for i, v in enumerate(vocabulary)}
+
+    def ids(self, values):
+        values = np.asarray(values)
+        if self._numeric:
+            if values.dtype.kind not in "iu":
+                raise TypeError(f"feature {self.key!r}: the vocabulary holds integers, got dtype {values.dtype}")
+            keys = values
+        else:
+            keys = _as_strings(self.key, values)
+        uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
+        found = np.array([self._lookup.get(u.item() if hasattr(u, "item") else u, -1) for u in uniq], dtype=np.int64)
+        missing = found < 0
+        if self.num_oov_buckets and np.any(missing):
+            from .kernels.farmhash import fingerprint64
+            oov = fingerprint64(uniq[missing].astype(str)) % np.uint64(self.num_oov_buckets)
+            found[missing] = len(self.vocabulary) + oov.astype(np.int64)
+        elif np.any(missing):
+            found[missing] = self.default_value
+        return found[inverse].reshape(keys.shape)
+
+    def spec(self):
+        return {"type": "vocabulary", "key": self.key, "vocabulary": self.vocabulary, "file": self.file,
+                "default_value": self.default_value, "num_oov_buckets": self.num_oov_buckets,
+                "sequence": self.sequence}
+
+
+def _read_vocabulary(path, vocabulary_size):
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise ValueError(f"vocabulary_file: {path!r} is not a file")
+    with open(path, encoding="utf-8") as f:
+        words = [line.rstrip("\r\n") for line in f]
+    if vocabulary_size is not None:
+        if vocabulary_size < 1 or vocabulary_size > len(words):
+            raise ValueError(f"vocabulary_size: {vocabulary_size} but {path!r} has {len(words)} lines")
+        words = words[:vocabulary_size]
+    return words
+
+
+def sequence_categorical_column_with_identity(key, num_buckets, default_value=None):
+    """Integer ids in [0, num_buckets) per step; out-of-range ids become ``default_value`` (or raise)."""
+    return IdentityColumn(key, num_buckets, default_value, sequence=True)
+
+
+def sequence_categorical_column_with_hash_bucket(key, hash_bucket_size, dtype=str):
+    """Strings or integers per step, hashed into ``hash_bucket_size`` buckets (TF's Fingerprint64)."""
+    return HashBucketColumn(key, hash_bucket_size, dtype, sequence=True)
+
+
+def sequence_categorical_column_with_vocabulary_list(key, vocabulary_list, dtype=None, default_value=-1,
+                                                     num_oov_buckets=0):
+    """Values per step looked up in ``vocabulary_list``; others to OOV buckets or ``default_value``."""
+    return VocabularyColumn(key, vocabulary_list, default_value, num_oov_buckets, sequence=True)
+
+
+def sequence_categorical_column_with_vocabulary_file(key, vocabulary_file, vocabulary_size=None,
+                                                     num_oov_buckets=0, default_value=None, dtype=str):
+    """As the vocabulary list, read from a UTF-8 file with one entry per line."""
+    return VocabularyColumn(key, _read_vocabulary(vocabulary_file, vocabulary_size), default_value,
+                            num_oov_buckets, sequence=True, file=os.fspath(vocabulary_file))
+
+
+def categorical_column_with_identity(key, num_buckets, default_value=None):
+    return IdentityColumn(key, num_buckets, default_value)
+
+
+def categorical_column_with_hash_bucket(key, hash_bucket_size, dtype=str):
+    return HashBucketColumn(key, hash_bucket_size, dtype)
+
+
+def categorical_column_with_vocabulary_list(key, vocabulary_list, dtype=None, default_value=-1, num_oov_buckets=0):
+    return VocabularyColumn(key, vocabulary_list, default_value, num_oov_buckets)
+
+
+def categorical_column_with_vocabulary_file(key, vocabulary_file, vocabulary_size=None, num_oov_buckets=0,
+                                            default_value=None, dtype=str):
+    return VocabularyColumn(key, _read_vocabulary(vocabulary_file, vocabulary_size), default_value,
+                            num_oov_buckets, file=os.fspath(vocabulary_file))
+
+
+class NumericColumn:
+    """Dense numbers: [k] per step (sequence) or per example (context), k = prod(shape)."""
+
+    def __init__(self, key, shape=(1,), default_value=None, dtype="float32", normalizer_fn=None, sequence=False):
+        self.key, self.sequence = _check_key(key), sequence
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if not shape or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
+            raise ValueError(f"shape: expected positive integers, got {shape!r}")
+        if np.dtype(dtype).kind not in "iuf":
+            raise ValueError(f"dtype must be convertible to float. dtype: {dtype!r}, key: {key}")
+        if normalizer_fn is not None and not callable(normalizer_fn):
+            raise TypeError(f"normalizer_fn must be a callable. Given: {normalizer_fn!r}")
+        self.shape, self.default_value, self.dtype, self.normalizer_fn = shape, default_value, np.dtype(dtype), normalizer_fn
+        self.width = int(np.prod(shape))
+
+    @property
+    def name(self):
+        return self.key
+
+    def values(self, raw):
+        """Validated float values (normalizer applied)."""
+        arr = np.asarray(raw)
+        if arr.dtype.kind not in "iufb":
+            raise TypeError(f"feature {self.key!r}: expected numbers, got dtype {arr.dtype}")
+        arr = arr.astype(np.float64)
+        if self.normalizer_fn is not None:
+            arr = np.asarray(self.normalizer_fn(arr), dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"feature {self.key!r}: contains NaN or inf")
+        return arr
+
+    def spec(self):
+        return {"type": "numeric", "key": self.key, "shape": list(self.shape), "default_value": self.default_value,
+                "sequence": self.sequence, "normalizer_fn": None if self.normalizer_fn is None else repr(self.normalizer_fn)}
+
+
+def sequence_numeric_column(key, shape=(1,), default_value=0.0, dtype="float32", normalizer_fn=None):
+    """Numbers per step; padded steps hold ``default_value``. ``normalizer_fn`` gets the valid values."""
+    return NumericColumn(key, shape, default_value, dtype, normalizer_fn, sequence=True)
+
+
+def numeric_column(key, shape=(1,), default_value=None, dtype="float32", normalizer_fn=None):
+    """Numbers per example (context)."""
+    return NumericColumn(key, shape, default_value, dtype, normalizer_fn)
+
+
+class BucketizedColumn(CategoricalColumn):
+    """A context numeric column cut at ``boundaries``: id i for boundaries[i-1] <= x < boundaries[i]."""
+
+    def __init__(self, source_column, boundaries):
+        if not isinstance(source_column, NumericColumn) or source_column.sequence:
+            raise ValueError("source_column must be a column generated with numeric_column(). "
+                             f"Given: {source_column!r}")
+        boundaries = list(boundaries)
+        if not boundaries or any(boundaries[i] >= boundaries[i + 1] for i in range(len(boundaries) - 1)):
+            raise ValueError(f"boundaries must be a sorted list. boundaries: {boundaries}")
+        self.source, self.boundaries = source_column, [float(b) for b in boundaries]
+        self.key = source_column.key
+        self.num_buckets = (len(boundaries) + 1) * source_column.width
+
+    @property
+    def name(self):
+        return f"{self.key}_bucketized"
+
+    def ids(self, values):
+        v = self.source.values(values)
+        bucket = np.searchsorted(self.boundaries, v, side="right")
+        width = self.source.width
+        return bucket.reshape(v.shape[0], -1) + (len(self.boundaries) + 1) * np.arange(width)[None, :]
+
+    def spec(self):
+        return {"type": "bucketized", "source": self.source.spec(), "boundaries": self.boundaries}
+
+
+def bucketized_column(source_column, boundaries):
+    return BucketizedColumn(source_column, boundaries)
+
+
+class WeightedCategoricalColumn(CategoricalColumn):
+    """Context ids with a weight per id (from ``weight_feature_key``), combined by the embedding."""
+
+    def __init__(self, categorical_column, weight_feature_key, dtype="float32"):
+        if not isinstance(categorical_column, CategoricalColumn) or categorical_column.sequence:
+            raise ValueError("categorical_column must be of type CategoricalColumn (not a sequence column): "
+                             f"got {categorical_column!r}")
+        self.categorical, self.weight_key = categorical_column, _check_key(weight_feature_key)
+        self.key, self.num_buckets = categorical_column.key, categorical_column.num_buckets
+
+    @property
+    def name(self):
+        return f"{self.key}_weighted_by_{self.weight_key}"
+
+    def ids(self, values):
+        return self.categorical.ids(values)
+
+    def spec(self):
+        return {"type": "weighted", "categorical": self.categorical.spec(), "weight_feature_key": self.weight_key}
+
+
+def weighted_categorical_column(categorical_column, weight_feature_key, dtype="float32"):
+    return WeightedCategoricalColumn(categorical_column, weight_feature_key, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# dense wrappers of categorical columns
+# ---------------------------------------------------------------------------------------------
+
+class EmbeddingColumn:
+    """A trainable table [num_buckets, dimension]; a step's (or example's) ids are looked up and
+    combined ('mean', 'sum' or 'sqrtn'; weighted for weighted columns). Default initializer: TF's
+    truncated normal with stddev 1/sqrt(dimension)."""
+
+    def __init__(self, categorical_column, dimension, combiner="mean", initializer=None, max_norm=None,
+                 trainable=True):
+        if not isinstance(categorical_column, CategoricalColumn):
+            raise ValueError(f"categorical_column: expected a categorical column, got {categorical_column!r}")
+        self.categorical = categorical_column
+        self.dimension = _positive_int("dimension", dimension)
+        if combiner not in ("mean", "sum", "sqrtn"):
+            raise ValueError(f"combiner: expected 'mean', 'sum' or 'sqrtn', got {combiner!r}")
+        if initializer is not None and not callable(initializer):
+            raise ValueError(f"initializer must be callable if specified. Embedding of column_name: "
+                             f"{categorical_column.key}")
+        if max_norm is not None and not max_norm > 0:
+            raise ValueError(f"max_norm: expected a positive number, got {max_norm!r}")
+        self.combiner, self.initializer, self.max_norm, self.trainable = combiner, initializer, max_norm, bool(trainable)
+        self.key, self.sequence, self.width = categorical_column.key, categorical_column.sequence, self.dimension
+
+    @property
+    def name(self):
+        return f"{self.categorical.name}_embedding"
+
+    def initial_table(self, rng, dtype):
+        shape = (self.categorical.num_buckets, self.dimension)
+        if self.initializer is not None:
+            table = np.asarray(self.initializer(shape), dtype=dtype)
+            if table.shape != shape:
+                raise ValueError(f"embedding {self.name}: initializer returned shape {table.shape}, expected {shape}")
+            return table
+        std = 1.0 / math.sqrt(self.dimension)
+        table = rng.standard_normal(shape)
+        while np.any(np.abs(table) > 2.0):                 # truncated at two standard deviations
+            redo = np.abs(table) > 2.0
+            table[redo] = rng.standard_normal(int(redo.sum()))
+        return (table * std).astype(dtype)
+
+    def spec(self):
+        return {"type": "embedding", "categorical": self.categorical.spec(), "dimension": self.dimension,
+                "combiner": self.combiner, "max_norm": self.max_norm, "trainable": self.trainable}
+
+
+class IndicatorColumn:
+    """Multi-hot counts of the ids: [num_buckets] per step or per example."""
+
+    def __init__(self, categorical_column):
+        if not isinstance(categorical_column, CategoricalColumn):
+            raise ValueError(f"categorical_column: expected a categorical column, got {categorical_column!r}")
+        self.categorical = categorical_column
+        self.key, self.sequence, self.width = categorical_column.key, categorical_column.sequence, categorical_column.num_buckets
+
+    @property
+    def name(self):
+        return f"{self.categorical.name}_indicator"
+
+    def spec(self):
+        return {"type": "indicator", "categorical": self.categorical.spec()}
+
+
+def embedding_column(categorical_column, dimension, combiner="mean", initializer=None, max_norm=None, trainable=True):
+    return EmbeddingColumn(categorical_column, dimension, combiner, initializer, max_norm, trainable)
+
+
+def indicator_column(categorical_column):
+    return IndicatorColumn(categorical_column)

@@ -1,0 +1,202 @@
+"""Feature columns, input forms, the feature layers and sparse embedding updates."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minirnn import feature_column as fc
+from minirnn import optimizers as O
+from minirnn.features import ContextFeatures, SequenceFeatures
+from minirnn.inputs import SparseInput
+
+TF = json.load(open(os.path.join(os.path.dirname(__file__), "data", "tf_hash_buckets.json"), encoding="utf-8"))
+
+
+def test_vocabulary_and_hash_ids_equal_tensorflow(tmp_path):
+    col = fc.sequence_categorical_column_with_vocabulary_list("w", TF["vocab_list"], num_oov_buckets=TF["vocab_num_oov_buckets"])
+    assert col.ids(np.array(TF["strings"])).tolist() == TF["vocab_ids"]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(TF["vocab_list"]) + "\n", encoding="utf-8")
+    from_file = fc.sequence_categorical_column_with_vocabulary_file("w", str(path), num_oov_buckets=5)
+    assert from_file.ids(np.array(TF["strings"], dtype=object)).tolist() == TF["vocab_ids"]
+    for n in (7, 1000):
+        hashed = fc.categorical_column_with_hash_bucket("w", n)
+        assert hashed.ids(np.array(TF["strings"])).tolist() == TF["string_buckets"][str(n)]
+        assert hashed.ids(np.array(TF["ints"])).tolist() == TF["int_buckets"][str(n)]
+    default = fc.categorical_column_with_vocabulary_list("w", ["a", "b"], default_value=-1)
+    assert default.ids(np.array(["b", "zzz", "a"])).tolist() == [1, -1, 0]
+
+
+def test_identity_and_bucketized_ids():
+    ident = fc.categorical_column_with_identity("c", 5, default_value=0)
+    assert ident.ids(np.array([4, 5, -3])).tolist() == [4, 0, 0]
+    with pytest.raises(ValueError, match=r"feature 'c': id 7 is outside \[0, 5\)"):
+        fc.categorical_column_with_identity("c", 5).ids(np.array([1, 7]))
+    bucket = fc.bucketized_column(fc.numeric_column("a", shape=2), [0.0, 10.0])
+    assert bucket.num_buckets == 6
+    np.testing.assert_array_equal(bucket.ids(np.array([[-1.0, 5.0], [10.0, 20.0]])), [[0, 4], [2, 5]])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: fc.categorical_column_with_identity("c", 5, default_value=7), r"default_value 7 not in range"),
+    (lambda: fc.categorical_column_with_hash_bucket("c", 1), "hash_bucket_size must be > 1"),
+    (lambda: fc.categorical_column_with_vocabulary_list("c", []), "vocabulary is empty"),
+    (lambda: fc.categorical_column_with_vocabulary_list("c", ["a", "a"]), "duplicate key in vocabulary: 'a'"),
+    (lambda: fc.categorical_column_with_vocabulary_list("c", ["a"], default_value=0, num_oov_buckets=2), "both default_value and num_oov_buckets"),
+    (lambda: fc.categorical_column_with_vocabulary_file("c", "/no/such/file"), "is not a file"),
+    (lambda: fc.numeric_column("c", dtype=str), "dtype must be convertible to float"),
+    (lambda: fc.bucketized_column(fc.numeric_column("a"), [2, 1]), "boundaries must be a sorted list"),
+    (lambda: fc.embedding_column(fc.categorical_column_with_identity("c", 3), 0), "dimension"),
+    (lambda: fc.embedding_column(fc.categorical_column_with_identity("c", 3), 2, combiner="max"), "combiner"),
+])
+def test_column_construction_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_sparse_length_rule_matches_tensorflow():
+    """TF: indices {(0,0),(0,1),(1,0),(2,3)} in a [4, 5] SparseTensor -> lengths [2, 1, 4, 0]."""
+    layer = SequenceFeatures([fc.sequence_numeric_column("v")])
+    sparse = SparseInput(np.array([[0, 0], [0, 1], [1, 0], [2, 3]]), np.array([1.0, 2.0, 3.0, 4.0]), [4, 5])
+    x, mask = layer.forward({"v": sparse})
+    assert mask.sum(axis=1).tolist() == [2, 1, 4, 0]
+    assert x[2, :4, 0].tolist() == [0.0, 0.0, 0.0, 4.0]              # gaps count, filled with the default
+
+
+def test_input_forms_agree():
+    tokens = fc.embedding_column(fc.sequence_categorical_column_with_vocabulary_list("tok", ["a", "b", "c"], num_oov_buckets=2), 3)
+    value = fc.sequence_numeric_column("val", shape=(2,))
+    ragged = {"tok": [["a", "b", "zz"], ["c"]], "val": [[[1, 2], [3, 4], [5, 6]], [[7, 8]]]}
+    padded = {"tok": np.array([["a", "b", "zz"], ["c", "", ""]]),
+              "val": np.array([[[1, 2], [3, 4], [5, 6]], [[7, 8], [0, 0], [0, 0]]], dtype=float),
+              "sequence_length": np.array([3, 1])}
+    sparse = {"tok": SparseInput(np.array([[0, 0], [0, 1], [0, 2], [1, 0]]), np.array(["a", "b", "zz", "c"]), [2, 3]),
+              "val": SparseInput(np.array([[0, 0], [0, 1], [0, 2], [0, 3], [0, 4], [0, 5], [1, 0], [1, 1]]),
+                                 np.arange(1.0, 9.0), [2, 6])}
+    outputs = [SequenceFeatures([value, tokens], seed=0).forward(f) for f in (ragged, padded, sparse)]
+    for x, mask in outputs[1:]:
+        np.testing.assert_array_equal(mask, outputs[0][1])
+        np.testing.assert_allclose(x, outputs[0][0])
+    x, mask = outputs[0]
+    assert x.shape == (2, 3, 5) and mask.tolist() == [[True, True, True], [True, False, False]]
+    layer = SequenceFeatures([value, tokens], seed=0)
+    assert [c.name for c in layer.columns] == ["tok_embedding", "val"]     # sorted by name, as TF
+    np.testing.assert_allclose(x[0, 0, 3:], [1, 2])
+
+
+def test_tf_padding_rule_for_padded_categorical_inputs():
+    layer = SequenceFeatures([fc.indicator_column(fc.sequence_categorical_column_with_identity("ids", 4))])
+    x, mask = layer.forward({"ids": np.array([[1, 2, -1, -1], [3, -1, 2, -1], [-1, -1, -1, -1]])})
+    assert mask.sum(axis=1).tolist() == [2, 3, 0]                    # -1 is padding; a gap still counts
+    np.testing.assert_array_equal(x[1, 1], 0)                         # the gap gives a zero row
+    np.testing.assert_array_equal(x[0, 1], [0, 0, 1, 0])
+
+
+def test_combiners_max_norm_and_indicator_counts():
+    cat = fc.sequence_categorical_column_with_identity("ids", 4)
+    ids = np.array([[[0, 1], [2, -1]]])                                # two ids in step 0, one in step 1
+    table = np.arange(8, dtype=np.float32).reshape(4, 2)
+    for combiner, expected in (("sum", table[0] + table[1]), ("mean", (table[0] + table[1]) / 2),
+                               ("sqrtn", (table[0] + table[1]) / np.sqrt(2))):
+        layer = SequenceFeatures([fc.embedding_column(cat, 2, combiner=combiner, initializer=lambda s: table)])
+        x, _ = layer.forward({"ids": ids})
+        np.testing.assert_allclose(x[0, 0], expected, rtol=1e-6)
+        np.testing.assert_allclose(x[0, 1], table[2], rtol=1e-6)
+    clipped = SequenceFeatures([fc.embedding_column(cat, 2, combiner="sum", max_norm=1.0, initializer=lambda s: table)])
+    x, _ = clipped.forward({"ids": ids})
+    np.testing.assert_allclose(x[0, 1], table[2] / np.linalg.norm(table[2]), rtol=1e-6)
+    counts = SequenceFeatures([fc.indicator_column(cat)]).forward({"ids": np.array([[[1, 1], [3, -1]]])})[0]
+    np.testing.assert_array_equal(counts[0], [[0, 2, 0, 0], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("combiner,max_norm", [("mean", None), ("sqrtn", None), ("sum", 0.5)])
+def test_embedding_gradient_matches_central_differences(combiner, max_norm):
+    cat = fc.sequence_categorical_column_with_identity("ids", 6)
+    layer = SequenceFeatures([fc.embedding_column(cat, 3, combiner=combiner, max_norm=max_norm)], seed=1, dtype="float64")
+    features = {"ids": np.array([[[0, 2], [2, -1], [5, 5]], [[1, -1], [-1, -1], [0, 3]]])}
+    weights = np.random.default_rng(0).standard_normal((2, 3, 3))
+
+    def loss():
+        return float(np.sum(layer.forward(features)[0] * weights))
+
+    loss()
+    (grad,) = layer.backward(weights)
+    assert sorted(grad.rows.tolist()) == [0, 1, 2, 3, 5]               # only looked-up rows
+    table = layer.params()[0]
+    dense = grad.to_dense()
+    for i in np.ndindex(table.shape):
+        old = table[i]
+        table[i] = old + 1e-6
+        up = loss()
+        table[i] = old - 1e-6
+        down = loss()
+        table[i] = old
+        assert abs(dense[i] - (up - down) / 2e-6) < 1e-7
+
+
+def test_context_features_weighted_and_bucketized():
+    color = fc.categorical_column_with_vocabulary_list("color", ["red", "green", "blue"])
+    layer = ContextFeatures([fc.numeric_column("age"),
+                             fc.indicator_column(fc.weighted_categorical_column(color, "color_weight")),
+                             fc.indicator_column(fc.bucketized_column(fc.numeric_column("h"), [1.0, 2.0]))])
+    out = layer.forward({"age": np.array([30.0, 40.0]), "color": np.array([["red", "blue"], ["green", ""]]),
+                         "color_weight": np.array([[0.5, 2.0], [1.0, 0.0]]), "h": np.array([0.5, 3.0])})
+    assert [c.name for c in layer.columns] == ["age", "color_weighted_by_color_weight_indicator", "h_bucketized_indicator"]
+    np.testing.assert_allclose(out, [[30, 0.5, 0, 2.0, 1, 0, 0], [40, 0, 1.0, 0, 0, 0, 1]])
+
+
+def test_layer_errors_name_the_feature():
+    seq = SequenceFeatures([fc.sequence_numeric_column("a"), fc.embedding_column(
+        fc.sequence_categorical_column_with_hash_bucket("b", 10), 2)], seed=0)
+    with pytest.raises(KeyError, match=r"feature 'b' is missing; the batch has \['a'\]"):
+        seq.forward({"a": [[1.0, 2.0]]})
+    with pytest.raises(ValueError, match=r"sequence features 'a' and 'b' have different lengths \(first in example 1\)"):
+        seq.forward({"a": [[1.0, 2.0], [1.0]], "b": [["x", "y"], ["x", "y"]]})
+    with pytest.raises(ValueError, match="feature 'a': contains NaN or inf"):
+        seq.forward({"a": [[1.0, np.nan]], "b": [["x", "y"]]})
+    with pytest.raises(TypeError, match="feature 'a': expected numbers"):
+        seq.forward({"a": [["x", "y"]], "b": [["x", "y"]]})
+    with pytest.raises(TypeError, match="feature 'b': expected strings or integers"):
+        seq.forward({"a": [[1.0, 2.0]], "b": [[1.5, 2.5]]})
+    with pytest.raises(ValueError, match="only sequence_\\* columns belong here"):
+        SequenceFeatures([fc.numeric_column("c")])
+    with pytest.raises(ValueError, match="wrap categorical columns in embedding_column or indicator_column"):
+        SequenceFeatures([fc.sequence_categorical_column_with_identity("c", 3)])
+    with pytest.raises(ValueError, match="feature_columns must not be empty"):
+        ContextFeatures([])
+
+
+@settings(max_examples=40, deadline=None)
+@given(B=st.integers(1, 5), T=st.integers(1, 6), bad_row=st.integers(0, 4), bad_step=st.integers(0, 5),
+       bad=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_bad_numeric_values_raise_and_change_nothing(B, T, bad_row, bad_step, bad):
+    layer = SequenceFeatures([fc.sequence_numeric_column("x"), fc.embedding_column(
+        fc.sequence_categorical_column_with_identity("t", 5), 2)], seed=0)
+    before = [p.copy() for p in layer.params()]
+    x = np.ones((B, T))
+    x[bad_row % B, bad_step % T] = bad
+    with pytest.raises(ValueError, match="feature 'x': contains NaN or inf"):
+        layer.forward({"x": x, "t": np.zeros((B, T), dtype=int)})
+    for a, b in zip(layer.params(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sparse_rows_updates():
+    rows = O.SparseRows([1, 3], np.ones((2, 2)), (5, 2))
+    for name, lazy in (("SGD", False), ("Adagrad", False), ("Adam", True)):
+        sparse_w, dense_w = np.zeros((5, 2)), np.zeros((5, 2))
+        sparse_opt, dense_opt = O.NAMES[name](0.1), O.NAMES[name](0.1)
+        for step in range(3):
+            grad = rows if step != 1 else O.SparseRows([0], np.ones((1, 2)), (5, 2))
+            sparse_opt.apply([sparse_w], [grad])
+            dense_opt.apply([dense_w], [grad.to_dense()])
+        if lazy:          # Adam: untouched rows keep their moments, so rows 1 and 3 differ from dense
+            assert np.all(sparse_w[[2, 4]] == 0) and not np.allclose(sparse_w, dense_w)
+        else:
+            np.testing.assert_allclose(sparse_w, dense_w)
+    clipped = O.clip_by_global_norm([O.SparseRows([0], [[3.0, 4.0]], (2, 2))], 1.0)[0]
+    np.testing.assert_allclose(clipped.values, [[0.6, 0.8]])
