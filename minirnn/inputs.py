@@ -175,3 +175,137 @@ def _parse_sparse(key, raw, width, categorical, fill):
     length = np.zeros(B, dtype=np.int64)
     np.maximum.at(length, rows, steps + 1)              # TF: highest step index + 1; gaps count
     return out, present, np.arange(T)[None, :] < length[:, None]
+
+
+# ---------------------------------------------------------------------------------------------
+# input functions
+# ---------------------------------------------------------------------------------------------
+
+def batches(input_fn):
+    """Iterate the (features, labels) batches of a TF-style ``input_fn``: a callable returning one
+    ``(features, labels)`` tuple, a features dict alone, or an iterable/generator of them."""
+    if not callable(input_fn):
+        raise TypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
+    out = input_fn()
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict):
+        yield out
+        return
+    if isinstance(out, dict):
+        yield out, None
+        return
+    try:
+        iterator = iter(out)
+    except TypeError:
+        raise TypeError("input_fn must return (features, labels), a features dict, or an iterable of them; "
+                        f"got {type(out).__name__}") from None
+    for k, item in enumerate(iterator):
+        if isinstance(item, dict):
+            yield item, None
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], dict):
+            yield item
+        else:
+            raise TypeError(f"input_fn batch {k}: expected (features dict, labels) or a features dict, "
+                            f"got {type(item).__name__}")
+
+
+def _num_examples(x, y):
+    sizes = {key: len(v) for key, v in x.items()}
+    if y is not None:
+        sizes["<labels>"] = len(y)
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"every feature and the labels need the same number of examples, got {sizes}")
+    n = next(iter(sizes.values()))
+    if n == 0:
+        raise ValueError("no examples: the arrays are empty")
+    return n
+
+
+def _take(value, idx):
+    if isinstance(value, np.ndarray):
+        return value[idx]
+    return [value[i] for i in idx]
+
+
+def numpy_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=None, seed=None):
+    """TF's ``numpy_input_fn``: batches of a dict of per-example arrays or lists (ragged sequences).
+
+    x: {feature name: array [N, ...] or list of N per-example values}; y: array [N] / [N, d] or None.
+    ``shuffle`` must be given (as TF required); ``num_epochs=None`` repeats for ever; ``seed`` fixes
+    the order. The last batch of an epoch may be smaller.
+    """
+    if not isinstance(x, dict) or not x:
+        raise TypeError("x must be a non-empty dict of feature name -> per-example values")
+    if shuffle is None:
+        raise ValueError("shuffle must be provided explicitly as a bool (as TF's numpy_input_fn requires)")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if num_epochs is not None and (not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1):
+        raise ValueError(f"num_epochs: expected None or a positive integer, got {num_epochs!r}")
+    for key, value in x.items():
+        if isinstance(value, SparseInput):
+            raise TypeError(f"feature {key!r}: numpy_input_fn takes arrays or lists of sequences, not SparseInput")
+    n = _num_examples(x, y)
+    y = None if y is None else np.asarray(y)
+
+    def input_fn():
+        rng = np.random.default_rng(seed)
+        epoch = 0
+        while num_epochs is None or epoch < num_epochs:
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                yield {key: _take(v, idx) for key, v in x.items()}, (None if y is None else y[idx])
+            epoch += 1
+
+    return input_fn
+
+
+def hdf5_input_fn(path, feature_keys, label_key=None, batch_size=128, num_epochs=1, shuffle=False, seed=None,
+                  length_key=None):
+    """Stream batches from an HDF5 file larger than memory: one read per batch, never the whole file.
+
+    Each of ``feature_keys`` (and ``label_key``) names a dataset with one row per example (padded
+    sequences [N, T, ...], strings, numbers). ``length_key`` names an [N] dataset of sequence lengths,
+    delivered as the ``sequence_length`` feature. With ``shuffle``, batches are read in a random order
+    of contiguous blocks and shuffled inside the block (reads stay contiguous).
+    """
+    import h5py
+    feature_keys = list(feature_keys)
+    keys = feature_keys + ([label_key] if label_key else []) + ([length_key] if length_key else [])
+    with h5py.File(path, "r") as f:
+        missing = [k for k in keys if k not in f]
+        if missing:
+            raise KeyError(f"{path}: no dataset {missing[0]!r}; the file has {sorted(f.keys())}")
+        sizes = {k: f[k].shape[0] for k in keys}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"{path}: datasets have different numbers of rows: {sizes}")
+    n = next(iter(sizes.values()))
+    if n == 0:
+        raise ValueError(f"{path}: the datasets are empty")
+
+    def read(dataset, start, stop):
+        data = dataset[start:stop]
+        if data.dtype.kind == "O" or h5py.check_string_dtype(dataset.dtype) is not None:
+            data = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in data.ravel()],
+                            dtype=object).reshape(data.shape)
+        return data
+
+    def input_fn():
+        rng = np.random.default_rng(seed)
+        epoch = 0
+        with h5py.File(path, "r") as f:
+            while num_epochs is None or epoch < num_epochs:
+                starts = np.arange(0, n, batch_size)
+                if shuffle:
+                    starts = rng.permutation(starts)
+                for start in starts:
+                    stop = min(start + batch_size, n)
+                    perm = rng.permutation(stop - start) if shuffle else slice(None)
+                    features = {k: read(f[k], start, stop)[perm] for k in feature_keys}
+                    if length_key:
+                        features["sequence_length"] = read(f[length_key], start, stop)[perm]
+                    labels = read(f[label_key], start, stop)[perm] if label_key else None
+                    yield features, labels
+                epoch += 1
+
+    return input_fn

@@ -200,3 +200,55 @@ def test_sparse_rows_updates():
             np.testing.assert_allclose(sparse_w, dense_w)
     clipped = O.clip_by_global_norm([O.SparseRows([0], [[3.0, 4.0]], (2, 2))], 1.0)[0]
     np.testing.assert_allclose(clipped.values, [[0.6, 0.8]])
+
+
+def test_numpy_input_fn_batches_epochs_and_shuffle():
+    from minirnn.inputs import batches, numpy_input_fn
+    x = {"seq": [[1.0] * (i + 1) for i in range(10)], "ctx": np.arange(10.0)}
+    y = np.arange(10)
+    fn = numpy_input_fn(x, y, batch_size=4, num_epochs=2, shuffle=True, seed=3)
+    got = list(batches(fn))
+    assert [len(labels) for _, labels in got] == [4, 4, 2, 4, 4, 2]
+    first_epoch = np.concatenate([labels for _, labels in got[:3]])
+    assert sorted(first_epoch) == list(range(10)) and list(first_epoch) != list(range(10))
+    for features, labels in got:                                     # rows stay aligned
+        np.testing.assert_array_equal(features["ctx"], labels)
+        assert [len(s) for s in features["seq"]] == [int(v) + 1 for v in labels]
+    assert [l.tolist() for _, l in batches(numpy_input_fn(x, y, batch_size=4, num_epochs=2, shuffle=True, seed=3))] == \
+           [l.tolist() for _, l in got]                               # the seed fixes the order
+    with pytest.raises(ValueError, match="shuffle must be provided"):
+        numpy_input_fn(x, y)
+    with pytest.raises(ValueError, match="same number of examples"):
+        numpy_input_fn(x, y[:5], shuffle=False)
+
+
+def test_batches_accepts_tf_input_fn_forms():
+    from minirnn.inputs import batches
+    one = ({"a": np.ones(2)}, np.zeros(2))
+    assert len(list(batches(lambda: one))) == 1
+    assert len(list(batches(lambda: iter([one, one, one])))) == 3
+    assert list(batches(lambda: {"a": 1}))[0][1] is None
+    with pytest.raises(TypeError, match="input_fn batch 1"):
+        list(batches(lambda: [one, 5]))
+
+
+def test_hdf5_input_fn_streams_batches(tmp_path):
+    import h5py
+    from minirnn.inputs import batches, hdf5_input_fn
+    path = tmp_path / "data.h5"
+    tokens = np.array([["a", "b", ""], ["c", "", ""], ["a", "a", "a"], ["b", "c", ""], ["c", "c", ""]], dtype=object)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("tokens", data=tokens.astype("S"))
+        f.create_dataset("length", data=np.array([2, 1, 3, 2, 2]))
+        f.create_dataset("label", data=np.array([0, 1, 0, 1, 1]))
+    fn = hdf5_input_fn(path, ["tokens"], "label", batch_size=2, length_key="length")
+    got = list(batches(fn))
+    assert [len(l) for _, l in got] == [2, 2, 1]
+    assert got[0][0]["tokens"][0].tolist() == ["a", "b", ""] and got[0][0]["sequence_length"].tolist() == [2, 1]
+    layer = SequenceFeatures([fc.indicator_column(fc.sequence_categorical_column_with_vocabulary_list("tokens", ["a", "b", "c"]))])
+    x, mask = layer.forward(got[0][0])
+    assert mask.sum(axis=1).tolist() == [2, 1] and x[0, 1].tolist() == [0, 1, 0]
+    shuffled = [l.tolist() for _, l in batches(hdf5_input_fn(path, ["tokens"], "label", batch_size=2, shuffle=True, seed=0))]
+    assert sorted(sum(shuffled, [])) == [0, 0, 1, 1, 1]
+    with pytest.raises(KeyError, match="no dataset 'nope'"):
+        hdf5_input_fn(path, ["nope"])
