@@ -1,8 +1,8 @@
 """Optimizer update rules, one function per rule, on flat (1-D) parameter, gradient and slot arrays.
 
 Written as NumPy array expressions that update in place: run as plain NumPy they are the readable
-reference; compiled by Numba (:func:`compiled`) each expression becomes one fused loop with no
-temporaries. Hyper-parameters arrive as float64 scalars; arrays keep their own dtype.
+reference; compiled by Numba (:func:`compiled`) each expression becomes one fused loop (rmsprop and
+ftrl keep one or two temporaries). Hyper-parameters arrive as scalars of the parameter's dtype.
 
 Notation: w parameter, g gradient, lr the learning rate of this step.
 """
@@ -38,19 +38,21 @@ def adam(w, g, m, v, lr_t, beta1, beta2, epsilon):
 
 
 def rmsprop(w, g, ms, mg, mom, lr, rho, momentum, epsilon, centered):
-    """ms = rho ms + (1-rho) g^2;  denom = ms (centered: ms - mg^2, mg = rho mg + (1-rho) g);
-    step = lr g / (sqrt(denom) + eps);  with momentum: mom = momentum mom + step, w -= mom."""
+    """ms = rho ms + (1-rho) g^2;  denom = ms (centered: ms - mg^2, mg = rho mg + (1-rho) g).
+    Without momentum (Keras): w -= lr g / (sqrt(denom) + eps).
+    With momentum (TF's ApplyRMSProp kernel, epsilon inside the root):
+    mom = momentum mom + lr g / sqrt(denom + eps);  w -= mom."""
     ms[:] = rho * ms + (1.0 - rho) * g * g
     if centered:
         mg[:] = rho * mg + (1.0 - rho) * g
-        step = lr * g / (np.sqrt(ms - mg * mg) + epsilon)
+        denom = ms - mg * mg
     else:
-        step = lr * g / (np.sqrt(ms) + epsilon)
+        denom = ms
     if momentum > 0.0:
-        mom[:] = momentum * mom + step
+        mom[:] = momentum * mom + lr * g / np.sqrt(denom + epsilon)
         w -= mom
     else:
-        w -= step
+        w -= lr * g / (np.sqrt(denom) + epsilon)
 
 
 def ftrl(w, g, accum, linear, lr, lr_power, l1, l2, beta):

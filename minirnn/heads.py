@@ -133,15 +133,15 @@ class _Head:
     def loss(self, logits, labels, weights=None, mask=None):
         """Training loss and its gradient w.r.t. ``logits``. See the module docstring for shapes."""
         flat_logits, flat_labels, w, index = self._flatten(logits, labels, weights, mask)
-        if flat_logits.shape[0] == 0:
-            raise ValueError("loss: no valid example in the batch (empty batch or all steps masked)")
+        if flat_logits.shape[0] == 0 and index is None:
+            raise ValueError("loss: empty batch (no example)")
         y = self.label_ids(flat_labels)
         x = flat_logits.astype(np.float64)
         unreduced, d_unreduced = self._losses(x, y)           # [N] or [N, d] and d/dx [N, k]
         w_elem = np.ones_like(unreduced) if w is None else np.broadcast_to(
             w if w.ndim == unreduced.ndim else w.reshape(w.shape + (1,) * (unreduced.ndim - w.ndim)),
             unreduced.shape)
-        weighted = np.sum(w_elem * unreduced)
+        weighted = np.sum(w_elem * unreduced)          # an all-masked sequence batch gives 0, as TF
         if self.loss_reduction == "sum":
             denom = 1.0
         elif self.loss_reduction == "sum_over_batch_size":
@@ -162,7 +162,15 @@ class _Head:
         return LossResult(loss, d_logits, unreduced, w_elem, flat_logits, y)
 
     def _grad_weights(self, w_elem):
-        return w_elem.reshape(w_elem.shape[0], -1) if w_elem.ndim == 1 else w_elem
+        return w_elem[:, None] if w_elem.ndim == 1 else w_elem
+
+    def _check_logits(self, logits):
+        logits = np.asarray(logits)
+        k = self.logits_dimension
+        if not np.issubdtype(logits.dtype, np.floating) or logits.ndim not in (2, 3) or logits.shape[-1] != k:
+            raise ValueError(f"logits: expected floats of shape [batch, {k}] or [batch, time, {k}], "
+                             f"got {logits.dtype} {logits.shape}")
+        return logits
 
     def metrics(self, exact_auc=False):
         """A fresh streaming evaluator with this head's TF metric keys."""
@@ -229,14 +237,16 @@ class BinaryClassHead(_ClassHead):
         return loss, (_sigmoid(x) - y)[:, None]
 
     def predictions(self, logits):
-        """TF's keys for logits [..., 1]: logits, logistic, probabilities, class_ids, classes, all_*."""
-        logits = np.asarray(logits)
-        logistic = _sigmoid(logits.astype(np.float64)).astype(logits.dtype)
+        """TF's keys for logits [B, 1] or [B, T, 1]: logits, logistic, probabilities, class_ids,
+        classes, all_class_ids, all_classes."""
+        logits = self._check_logits(logits)
+        x = logits.astype(np.float64)
+        logistic = _sigmoid(x).astype(logits.dtype)
         class_ids = (logits > 0).astype(np.int64)
         lead = logits.shape[:-1]
         names = self.class_names()
         return {"logits": logits, "logistic": logistic,
-                "probabilities": np.concatenate([1 - logistic, logistic], axis=-1),
+                "probabilities": np.concatenate([_sigmoid(-x), _sigmoid(x)], axis=-1).astype(logits.dtype),
                 "class_ids": class_ids, "classes": names[class_ids],
                 "all_class_ids": np.broadcast_to(np.arange(2, dtype=np.int32), lead[:1] + (2,)).copy(),
                 "all_classes": np.broadcast_to(names, lead[:1] + (2,)).copy()}
@@ -246,7 +256,9 @@ class MultiClassHead(_ClassHead):
     """Multi-class classification: n_classes logits, softmax cross-entropy (TF's MultiClassHead)."""
 
     def __init__(self, n_classes, weight_column=None, label_vocabulary=None, loss_reduction="sum_over_batch_size"):
-        if not isinstance(n_classes, (int, np.integer)) or n_classes <= 2:
+        if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool):
+            raise ValueError(f"n_classes: expected an integer, got {n_classes!r}")
+        if n_classes <= 2:
             raise ValueError(f"n_classes must be > 2: {n_classes}.")
         super().__init__(int(n_classes), weight_column, label_vocabulary, loss_reduction)
         self.logits_dimension = self.n_classes
@@ -270,7 +282,8 @@ class MultiClassHead(_ClassHead):
         return loss, grad
 
     def predictions(self, logits):
-        logits = np.asarray(logits)
+        """TF's keys for logits [B, n] or [B, T, n]: logits, probabilities, class_ids, classes, all_*."""
+        logits = self._check_logits(logits)
         probabilities = _softmax(logits.astype(np.float64)).astype(logits.dtype)
         class_ids = np.argmax(logits, axis=-1)[..., None].astype(np.int64)
         names = self.class_names()
@@ -320,7 +333,8 @@ class RegressionHead(_Head):
         return w_elem
 
     def predictions(self, logits):
-        return {"predictions": np.asarray(logits)}
+        """``predictions``: the outputs [B, d] or [B, T, d]."""
+        return {"predictions": self._check_logits(logits)}
 
 
 class _Evaluator:
@@ -348,12 +362,13 @@ class _Evaluator:
         head = self.head
         if isinstance(head, BinaryClassHead):
             p = _sigmoid(flat_logits[:, 0].astype(np.float64))
-            self.accuracy.update(((flat_logits[:, 0] > 0) == (y == 1)).astype(np.float64), w)
+            class_ids = (flat_logits[:, 0] > 0).astype(np.float64)
+            self.accuracy.update((class_ids == y).astype(np.float64), w)   # TF: Accuracy(labels, class_ids)
             self.label_mean.update(y, w)
             self.prediction_mean.update(p, w)
             self.auc.update(y, p, w)
             self.auc_pr.update(y, p, w)
-            self.at_half.update(y, p, w)
+            self.at_half.update(y, class_ids, w)       # precision / recall of class_ids, as TF
         elif isinstance(head, MultiClassHead):
             self.accuracy.update((np.argmax(flat_logits, axis=1) == y).astype(np.float64), w)
         else:

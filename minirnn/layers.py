@@ -38,7 +38,7 @@ def orthogonal(rng, shape, dtype):
     q *= np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    return q[:rows, :cols].astype(dtype)
+    return np.ascontiguousarray(q[:rows, :cols], dtype=dtype)
 
 
 def _as_float_array(name, value, dtype=None):
@@ -103,8 +103,7 @@ class _Recurrent:
         k_shape, r_shape, _ = self.weight_shapes(input_dim)
         self.input_dim = int(input_dim)
         self.kernel = glorot_uniform(rng, k_shape, self.dtype)
-        self.recurrent_kernel = np.concatenate(
-            [orthogonal(rng, (self.units, self.units), self.dtype) for _ in range(self.n_gates)], axis=1)
+        self.recurrent_kernel = orthogonal(rng, r_shape, self.dtype)   # Keras: one [H, G*H] matrix
         self.bias = self._init_bias()
         self.zero_grads()
         self._saved = None

@@ -2,9 +2,9 @@
 
 Each accumulator takes batches through ``update`` and reports with ``result``; weights are per
 element. AUC follows ``tf.keras.metrics.AUC()`` by default: 200 thresholds evenly spread on [0, 1]
-(plus -1e-7 and 1 + 1e-7 at the ends), confusion counts per threshold with soft labels counting
-fractionally (positive weight y * w, negative (1 - y) * w), and the interpolated area (trapezoids
-for ROC; Davis & Goadrich interpolation for precision-recall). ``exact=True`` keeps every score
+(plus -1e-7 and 1 + 1e-7 at the ends), weighted confusion counts per threshold, and the interpolated area (trapezoids
+for ROC; Davis & Goadrich interpolation for precision-recall). Labels count as positive when non-zero
+(Keras casts them to bool, so a soft label of 0.3 is a positive). ``exact=True`` keeps every score
 instead (memory grows with the data) and computes the exact rank-based ROC AUC (ties count half)
 and the exact step-wise PR area (average precision).
 """
@@ -46,7 +46,7 @@ class ConfusionCounts:
         self.tp, self.fp, self.tn, self.fn = (np.zeros(n) for _ in range(4))
 
     def update(self, labels, scores, weights=None):
-        labels = np.asarray(labels, dtype=np.float64).ravel()
+        labels = (np.asarray(labels).ravel() != 0).astype(np.float64)      # Keras: cast to bool
         scores = np.asarray(scores, dtype=np.float64).ravel()
         weights = np.ones_like(labels) if weights is None else np.broadcast_to(weights, labels.shape).ravel()
         pos, neg = labels * weights, (1.0 - labels) * weights
@@ -82,7 +82,7 @@ class AUC:
         self._scores, self._labels, self._weights = [], [], []
 
     def update(self, labels, scores, weights=None):
-        labels = np.asarray(labels, dtype=np.float64).ravel()
+        labels = (np.asarray(labels).ravel() != 0).astype(np.float64)      # Keras: cast to bool
         if self.exact:
             self._labels.append(labels)
             self._scores.append(np.asarray(scores, dtype=np.float64).ravel())

@@ -41,7 +41,8 @@ class RNNModel:
 
     def __init__(self, units, cell_type="lstm", logits_dimension=1, return_sequences=False,
                  dropout_keep_probabilities=None, seed=None, dtype="float32", cell_options=None, backend=None):
-        units = [units] if isinstance(units, (int, np.integer)) and not isinstance(units, bool) else units
+        self._single_int = isinstance(units, (int, np.integer)) and not isinstance(units, bool)
+        units = [units] if self._single_int else units
         if not isinstance(units, (list, tuple)) or not units or not all(
                 isinstance(u, (int, np.integer)) and not isinstance(u, bool) and u > 0 for u in units):
             raise ValueError(f"units: expected a positive int or a non-empty list of them, got {units!r}")
@@ -59,6 +60,11 @@ class RNNModel:
             dropout_keep_probabilities = [float(p) for p in probs]
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}")
+        allowed = {"lstm": {"unit_forget_bias"}, "gru": {"reset_after"}, "simple_rnn": set()}[cell_type]
+        unknown = set(cell_options or {}) - allowed
+        if unknown:
+            raise ValueError(f"cell_options: {sorted(unknown)} not accepted for cell_type {cell_type!r}; "
+                             f"allowed: {sorted(allowed)}")
         self.units = [int(u) for u in units]
         self.cell_type = cell_type
         self.logits_dimension = int(logits_dimension)
@@ -103,8 +109,12 @@ class RNNModel:
         cell = f"{self.cell_type}_cell"
         names = []
         for k in range(len(self.layers)):
-            scope = (f"rnn_model/rnn/{cell}" if len(self.layers) == 1
-                     else f"rnn_model/rnn/stacked_rnn_cells/{cell}{'' if k == 0 else f'_{k}'}")
+            if self._single_int:               # TF: units=int builds the fused Keras layer
+                scope = f"rnn_model/{self.cell_type}/{cell}"
+            elif len(self.layers) == 1:
+                scope = f"rnn_model/rnn/{cell}"
+            else:
+                scope = f"rnn_model/rnn/stacked_rnn_cells/{cell}{'' if k == 0 else f'_{k}'}"
             names += [f"{scope}/kernel", f"{scope}/recurrent_kernel", f"{scope}/bias"]
         return names + ["rnn_model/logits/kernel", "rnn_model/logits/bias"]
 
@@ -170,14 +180,16 @@ class RNNModel:
             if context.ndim != 2 or context.shape[0] != B:
                 raise ValueError(f"context input: expected shape [{B}, features], got {context.shape}")
             Dc = context.shape[1]
-        if not self.built:
-            self.build(Ds, Dc)
-        if (Ds, Dc) != self.input_dims:
-            raise ValueError(f"inputs: the model was built for {self.input_dims[0]} sequence and "
-                             f"{self.input_dims[1]} context features, got {Ds} and {Dc}")
         for name, arr in (("sequence input", sequence), ("context input", context)):
             if arr is not None and arr.dtype != self.dtype:
                 raise TypeError(f"{name}: the model computes in {self.dtype.name}, got {arr.dtype}")
+        if mask is not None and np.shape(mask) != (B, T):
+            raise ValueError(f"mask: expected shape [{B}, {T}], got {np.shape(mask)}")
+        if self.built and (Ds, Dc) != self.input_dims:
+            raise ValueError(f"inputs: the model was built for {self.input_dims[0]} sequence and "
+                             f"{self.input_dims[1]} context features, got {Ds} and {Dc}")
+        if not self.built:                 # only once the call is known to be valid
+            self.build(Ds, Dc)
         x = sequence if context is None else np.concatenate(
             [sequence, np.broadcast_to(context[:, None, :], (B, T, Dc))], axis=2)   # context tiled
         scales = []
@@ -198,6 +210,9 @@ class RNNModel:
         if self._cache is None:
             raise RuntimeError("backward needs a preceding forward(..., training=True)")
         h, scales, (B, T, Ds, Dc), mask = self._cache
+        expected = h.shape[:-1] + (self.logits_dimension,)
+        if np.shape(d_logits) != expected:
+            raise ValueError(f"d_logits: expected shape {expected}, got {np.shape(d_logits)}")
         d_logits = np.asarray(d_logits, dtype=self.dtype)
         k = self.logits_dimension
         h2, d2 = h.reshape(-1, h.shape[-1]), d_logits.reshape(-1, k)

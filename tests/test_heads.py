@@ -111,7 +111,7 @@ def test_predictions_keys_and_shapes():
     (RegressionHead(), np.zeros((2, 1)), [0.0, 1.0, 2.0], None, r"labels: expected shape \[2, 1\]"),
     (BinaryClassHead(), np.zeros((2, 1)), [0, 1], [1.0, -1.0], "weights: must be finite and >= 0"),
     (BinaryClassHead(), np.zeros((2, 1)), [0, 1], [1.0, 1.0, 1.0], r"weights: expected shape \[2\]"),
-    (BinaryClassHead(), np.zeros((0, 1)), np.zeros(0), None, "no valid example"),
+    (BinaryClassHead(), np.zeros((0, 1)), np.zeros(0), None, "empty batch"),
 ])
 def test_bad_labels_and_weights(head, logits, labels, weights, message):
     with pytest.raises(ValueError, match=message):
@@ -220,3 +220,46 @@ def test_padding_never_changes_loss_or_metrics(make, B, T, pad, seed):
     e2.update(big_logits, big_labels, weights, big_mask)
     r1, r2 = e1.result(), e2.result()
     assert r1.keys() == r2.keys() and all(np.isclose(r1[k], r2[k], rtol=1e-12) for k in r1)
+
+
+def test_soft_labels_count_as_keras_does():
+    """Keras casts labels to bool for AUC / precision / recall; accuracy compares with class_ids."""
+    ev = BinaryClassHead().metrics()
+    ev.update(np.array([[-2.0], [2.0]]), np.array([0.3, 0.8]))
+    out = ev.result()
+    assert out["accuracy"] == 0.0 and out["precision"] == 1.0 and out["recall"] == 0.5
+    auc = AUC("ROC")
+    auc.update([0.3, 0.0, 1.0], [0.9, 0.2, 0.5])
+    assert np.isclose(auc.result(), 1.0)
+
+
+def test_keras_auc_documentation_example():
+    auc = AUC("ROC", num_thresholds=3)          # tf.keras.metrics.AUC docstring: 0.75
+    auc.update([0, 0, 1, 1], [0, 0.5, 0.3, 0.9])
+    assert np.isclose(auc.result(), 0.75)
+
+
+def test_tiny_positive_logit_is_class_one_everywhere():
+    ev = BinaryClassHead().metrics()
+    ev.update(np.array([[1e-17], [-1.0]]), [1, 0])
+    out = ev.result()
+    assert out["accuracy"] == out["precision"] == out["recall"] == 1.0
+
+
+def test_all_masked_sequence_batch_gives_zero_loss():
+    head = BinaryClassHead()
+    result = head.loss(np.ones((2, 3, 1)), np.ones((2, 3)), mask=np.zeros((2, 3), bool))
+    assert result.loss == 0.0 and np.all(result.d_logits == 0)
+    ev = head.metrics()
+    ev.update(np.ones((2, 3, 1)), np.ones((2, 3)), mask=np.zeros((2, 3), bool))
+    ev.update(np.ones((1, 3, 1)), np.ones((1, 3)), mask=np.ones((1, 3), bool))
+    assert ev.result()["accuracy"] == 1.0
+
+
+def test_predictions_check_logits_and_keep_precision():
+    with pytest.raises(ValueError, match=r"logits: expected floats of shape \[batch, 1\]"):
+        BinaryClassHead().predictions(np.zeros(3))
+    with pytest.raises(ValueError, match=r"\[batch, 3\]"):
+        MultiClassHead(3).predictions(np.zeros((2, 5)))
+    probs = BinaryClassHead().predictions(np.array([[20.0]], np.float32))["probabilities"]
+    assert probs[0, 0] > 0 and np.isclose(probs[0, 0], 2.06e-9, rtol=1e-2)

@@ -62,9 +62,12 @@ def test_names_shapes_and_initialisation_like_tf():
         "rnn_model/rnn/stacked_rnn_cells/lstm_cell_1/bias": (64,),
         "rnn_model/logits/kernel": (16, 1), "rnn_model/logits/bias": (1,)}
     assert np.all(model.params()[2][32:64] == 1.0) and np.all(model.params()[-1] == 0)   # forget bias, logits bias
-    single = RNNModel(5, cell_type="gru")
-    single.build(3, 2)
-    assert single.param_names()[0] == "rnn_model/rnn/gru_cell/kernel" and single.params()[0].shape == (5, 15)
+    fused = RNNModel(5, cell_type="gru")                 # TF: units=int is the fused Keras layer
+    fused.build(3, 2)
+    assert fused.param_names()[0] == "rnn_model/gru/gru_cell/kernel" and fused.params()[0].shape == (5, 15)
+    assert RNNModel([5], cell_type="gru").param_names()[0] == "rnn_model/rnn/gru_cell/kernel"
+    r = model.params()[1].astype(np.float64)             # Keras's orthogonal [H, 4H]: orthonormal rows
+    np.testing.assert_allclose(r @ r.T, np.eye(32), atol=1e-5)
 
 
 def test_same_seed_same_numbers():
@@ -96,6 +99,8 @@ def test_dropout_only_in_training_and_scaled():
     np.testing.assert_array_equal(a, b)                                  # inference: no dropout
     dropped, scale = model._dropout(x, 0, True)
     assert set(np.unique(scale)) == {0.0, 2.0} and abs(dropped.mean() - 1.0) < 0.1
+    trained = [model.forward(x, None, training=True) for _ in range(2)]
+    assert not np.allclose(trained[0], a) and not np.allclose(trained[0], trained[1])   # masks drawn per call
 
 
 def test_model_errors():
@@ -115,6 +120,15 @@ def test_model_errors():
         model.forward(np.zeros((2, 3, 2)), None, np.zeros((2, 1)))
     with pytest.raises(RuntimeError, match="preceding forward"):
         model.backward(np.zeros((2, 1)))
+    with pytest.raises(ValueError, match=r"cell_options: \['reset_after'\] not accepted for cell_type 'lstm'"):
+        RNNModel([4], cell_type="lstm", cell_options={"reset_after": False})
+    fresh = RNNModel([4], seed=0)
+    with pytest.raises(TypeError, match="computes in float32"):
+        fresh.forward(np.zeros((2, 3, 5)), None)
+    assert not fresh.built                                   # a failed first call builds nothing
+    model.forward(np.zeros((2, 3, 2), np.float32), None, np.zeros((2, 1), np.float32), training=True)
+    with pytest.raises(ValueError, match=r"d_logits: expected shape \(2, 1\)"):
+        model.backward(np.zeros((2, 3)))
 
 
 def _train(model, head, opt, x, mask, y, steps, rng):
@@ -140,7 +154,7 @@ def token_task(n, rng, vocab=8, T=15, k=3):
 OPTIMIZERS = {"SGD": lambda: O.SGD(1.0), "Momentum": lambda: O.Momentum(0.05, momentum=0.9),
               "Adagrad": lambda: O.Adagrad(0.3), "Adam": lambda: O.Adam(0.02), "RMSProp": lambda: O.RMSProp(0.01),
               # TF's Ftrl with its 0.1 initial accumulator shrinks dense initial weights to ~0 at the
-              # first step; a small accumulator keeps them (documented in minirnn.optimizers)
+              # first step; a small accumulator keeps them (see minirnn.optimizers.Ftrl)
               "Ftrl": lambda: O.Ftrl(0.1, initial_accumulator_value=1e-4)}
 
 

@@ -41,10 +41,12 @@ def _by_hand(name, w, gs, lr, **h):
             if h.get("centered"):
                 s2 = (1 - rho) * g if s2 is None else rho * s2 + (1 - rho) * g
                 denom = s1 - s2 * s2
-            step = lr * g / (np.sqrt(denom) + 1e-7)
-            if mom:
+            if mom:                                          # TF's ApplyRMSProp: eps inside the root
+                step = lr * g / np.sqrt(denom + 1e-7)
                 s3 = step if s3 is None else mom * s3 + step
                 step = s3
+            else:                                            # Keras: eps added to the root
+                step = lr * g / (np.sqrt(denom) + 1e-7)
             w = w - step
         elif name == "Ftrl":
             l1, l2 = h.get("l1_regularization_strength", 0.0), h.get("l2_regularization_strength", 0.0)
@@ -151,3 +153,41 @@ def test_get_by_name_and_errors():
         adam.apply([np.zeros(3)], [np.zeros(3)])
     with pytest.raises(ValueError, match="slots"):
         O.Adam().load_state({"iterations": 1, "slots": [{"accumulator": np.zeros(2)}]})
+
+
+def test_rmsprop_momentum_puts_epsilon_inside_the_root():
+    """TF's ApplyRMSProp: mom = lr g / sqrt(ms + eps); visible with tiny gradients."""
+    w = [np.zeros(1)]
+    O.RMSProp(0.001, momentum=0.9).apply(w, [np.array([1e-4])])
+    ms = 0.1 * 1e-8
+    np.testing.assert_allclose(w[0], [-0.001 * 1e-4 / np.sqrt(ms + 1e-7)], rtol=1e-12)
+    w = [np.zeros(1)]
+    O.RMSProp(0.001).apply(w, [np.array([1e-4])])
+    np.testing.assert_allclose(w[0], [-0.001 * 1e-4 / (np.sqrt(ms) + 1e-7)], rtol=1e-12)
+
+
+def test_more_input_checks():
+    with pytest.raises(ValueError, match="at most one of clipnorm"):
+        O.SGD(clipnorm=1.0, global_clipnorm=1.0)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        O.SGD(global_clipnorm=1.0).apply([np.zeros(2)], [np.array([np.inf, 0.0])])
+    with pytest.raises(TypeError, match="float array"):
+        O.SGD(0.5).apply([np.zeros(2, dtype=int)], [np.ones(2)])
+    with pytest.raises(ValueError, match="learning rate at step 0"):
+        O.SGD(lambda step: float("nan")).apply([np.zeros(2)], [np.ones(2)])
+    with pytest.raises(ValueError, match="decay_rate must be positive"):
+        O.ExponentialDecay(0.1, 10, -0.5)
+    with pytest.raises(ValueError, match=r"rows must be in \[0, 4\)"):
+        O.SparseRows([-1], np.ones((1, 2)), (4, 2))
+    with pytest.raises(TypeError, match="rows must be a 1-D array of integers"):
+        O.SparseRows([1.7], np.ones((1, 2)), (4, 2))
+    opt = O.Momentum(0.1)
+    opt.load_state({"iterations": 1, "slots": [{"momentum": np.asfortranarray(np.ones((2, 3)))}]})
+    w = [np.zeros((2, 3))]
+    opt.apply(w, [np.ones((2, 3))])
+    opt.apply(w, [np.ones((2, 3))])
+    np.testing.assert_allclose(opt.state()["slots"][0]["momentum"], 0.9 * (0.9 * 1 + 1) + 1)
+    with pytest.raises(ValueError, match="do not match"):
+        bad = O.Adam()
+        bad.load_state({"iterations": 1, "slots": [{"m": np.zeros(2), "v": np.zeros(3)}]})
+        bad.apply([np.zeros(2)], [np.ones(2)])
