@@ -57,11 +57,50 @@ def _positive_int(name, value):
 # categorical columns: raw values -> int64 ids (-1 = dropped)
 # ---------------------------------------------------------------------------------------------
 
+def _unique_tokens(key, values):
+    """Distinct tokens of a flat list, in first-seen order; checks their types once each."""
+    try:
+        uniq = list(dict.fromkeys(values))
+    except TypeError:
+        raise TypeError(f"feature {key!r}: expected strings or integers per step") from None
+    for u in uniq:
+        if not isinstance(u, (str, bytes, int, np.integer)) or isinstance(u, bool):
+            raise TypeError(f"feature {key!r}: expected strings or integers, got {type(u).__name__} {u!r}")
+    return uniq
+
+
+def _token_strings(tokens):
+    return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in tokens]
+
+
+def _map_tokens(values, mapping):
+    return np.fromiter(map(mapping.__getitem__, values), dtype=np.int64, count=len(values))
+
+
 class CategoricalColumn:
-    """Base of the id-producing columns. ``ids(values)`` maps a 1-D array of raw values to ids."""
+    """Base of the id-producing columns. ``ids(values)`` maps raw values (an array, or a flat list
+    of tokens on the fast path) to int64 ids; -1 means dropped."""
 
     sequence = False
     num_buckets = 0
+    CACHE_LIMIT = 1 << 20          # distinct tokens remembered by the string columns' fast path
+
+    def _ids_of_tokens(self, values):
+        """Fast path for a flat list of tokens: one dict lookup per token once a token was seen;
+        new tokens are mapped in one vectorised call (``_ids_of_new``) and remembered."""
+        cache = self.__dict__.setdefault("_token_cache", {"": -1, b"": -1})
+        try:
+            return _map_tokens(values, cache)
+        except KeyError:
+            pass
+        except TypeError:
+            raise TypeError(f"feature {self.key!r}: expected strings or integers per step") from None
+        new = [u for u in _unique_tokens(self.key, values) if u not in cache]
+        if len(cache) + len(new) > self.CACHE_LIMIT:
+            cache.clear()
+            cache.update({"": -1, b"": -1})
+        cache.update(zip(new, self._ids_of_new(_token_strings(new))))
+        return _map_tokens(values, cache)
 
     @property
     def name(self):
@@ -125,8 +164,14 @@ class HashBucketColumn(CategoricalColumn):
 
     def ids(self, values):
         from .kernels.farmhash import fingerprint64
+        if isinstance(values, list):
+            return self._ids_of_tokens(values)
         strings = _as_strings(self.key, values)
         return (fingerprint64(strings.ravel()) % np.uint64(self.num_buckets)).astype(np.int64).reshape(strings.shape)
+
+    def _ids_of_new(self, strings):
+        from .kernels.farmhash import fingerprint64
+        return (fingerprint64(strings) % np.uint64(self.num_buckets)).astype(np.int64).tolist()
 
     def spec(self):
         return {"type": "hash_bucket", "key": self.key, "hash_bucket_size": self.num_buckets,
@@ -154,6 +199,8 @@ class VocabularyColumn(CategoricalColumn):
         self._lookup = {v: i for i, v in enumerate(vocabulary)}
 
     def ids(self, values):
+        if isinstance(values, list) and not self._numeric:
+            return self._ids_of_tokens(values)
         values = np.asarray(values)
         if self._numeric:
             if values.dtype.kind not in "iu":
@@ -171,6 +218,19 @@ class VocabularyColumn(CategoricalColumn):
         elif np.any(missing):
             found[missing] = self.default_value
         return found[inverse].reshape(keys.shape)
+
+    def _ids_of_new(self, strings):
+        ids = [self._lookup.get(t, -1) for t in strings]
+        if self.num_oov_buckets:
+            from .kernels.farmhash import fingerprint64
+            missing = [k for k, i in enumerate(ids) if i < 0]
+            if missing:
+                oov = fingerprint64([strings[k] for k in missing]) % np.uint64(self.num_oov_buckets)
+                for k, b in zip(missing, oov.tolist()):
+                    ids[k] = len(self.vocabulary) + b
+        else:
+            ids = [i if i >= 0 else self.default_value for i in ids]
+        return ids
 
     def spec(self):
         return {"type": "vocabulary", "key": self.key, "vocabulary": self.vocabulary, "file": self.file,

@@ -15,7 +15,7 @@ optimizers update only those rows.
 import numpy as np
 
 from . import feature_column as fc
-from .inputs import parse_sequence
+from .inputs import parse_sequence, ragged_tokens
 from .optimizers import SparseRows
 
 
@@ -143,10 +143,17 @@ class SequenceFeatures:
             raw = _feature(features, c.key, "sequence features")
             categorical = not isinstance(c, fc.NumericColumn)
             if categorical:
-                values, present, step_mask = parse_sequence(c.key, raw, 1, True, lengths_in, mask_in)
-                ids = np.full(values.shape, -1, dtype=np.int64)
-                if present.any():
-                    ids[present] = c.categorical.ids(values[present])
+                fast = ragged_tokens(raw) if isinstance(raw, (list, tuple)) else None
+                if fast is not None:                   # one value per step: flatten the batch once
+                    tokens, rows, steps, step_mask = fast
+                    ids = np.full(step_mask.shape + (1,), -1, dtype=np.int64)
+                    ids[rows, steps, 0] = c.categorical.ids(tokens)
+                    present = ids >= 0
+                else:
+                    values, present, step_mask = parse_sequence(c.key, raw, 1, True, lengths_in, mask_in)
+                    ids = np.full(values.shape, -1, dtype=np.int64)
+                    if present.any():
+                        ids[present] = c.categorical.ids(values[present])
                 present = present & (ids >= 0)                       # -1 (default) ids are dropped
                 if isinstance(c, fc.EmbeddingColumn):
                     dense = self.embeddings.lookup(c, ids, present)

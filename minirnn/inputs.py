@@ -15,6 +15,7 @@ A sequence feature may be given, per batch, as
 """
 
 from collections import namedtuple
+from itertools import chain
 
 import numpy as np
 
@@ -47,6 +48,28 @@ def parse_sequence(key, raw, width=1, categorical=False, lengths=None, mask=None
         return _parse_padded(key, raw, width, categorical, lengths, mask)
     raise TypeError(f"feature {key!r}: expected a list of sequences, a padded numpy array or a "
                     f"SparseInput, got {type(raw).__name__}")
+
+
+def ragged_tokens(raw):
+    """Fast path for a ragged categorical feature with one value per step: flatten the batch once.
+
+    Returns (tokens: flat list, rows, steps, mask [B, T]) or None when ``raw`` is not a non-empty list
+    of sequences of scalars (then :func:`parse_sequence` handles it, with its checks and messages).
+    """
+    if not isinstance(raw, (list, tuple)) or not raw:
+        return None
+    try:
+        lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+    except TypeError:
+        return None
+    tokens = list(chain.from_iterable(raw))
+    if not tokens or isinstance(tokens[0], (list, tuple, np.ndarray)):
+        return None
+    B, T = len(raw), int(lengths.max())
+    starts = np.cumsum(lengths) - lengths
+    rows = np.repeat(np.arange(B), lengths)
+    steps = np.arange(len(tokens)) - np.repeat(starts, lengths)
+    return tokens, rows, steps, np.arange(T)[None, :] < lengths[:, None]
 
 
 def _check_categorical(key, arr):
