@@ -23,19 +23,22 @@ K2 = np.uint64(0x9AE16A3B2F90404F)
 
 
 @kernel_jit
-def _fetch64(buf, i):
+def _fetch(buf, i, nbytes):
+    """Little-endian unsigned integer of ``nbytes`` bytes at buf[i] (4 or 8)."""
     v = np.uint64(0)
-    for k in range(8):
+    for k in range(nbytes):
         v |= np.uint64(buf[i + k]) << np.uint64(8 * k)
     return v
 
 
 @kernel_jit
+def _fetch64(buf, i):
+    return _fetch(buf, i, 8)
+
+
+@kernel_jit
 def _fetch32(buf, i):
-    v = np.uint64(0)
-    for k in range(4):
-        v |= np.uint64(buf[i + k]) << np.uint64(8 * k)
-    return v
+    return _fetch(buf, i, 4)
 
 
 @kernel_jit

@@ -15,7 +15,7 @@ optimizers update only those rows.
 import numpy as np
 
 from . import feature_column as fc
-from .inputs import parse_sequence, ragged_tokens
+from .inputs import _is_padding, parse_sequence, ragged_tokens
 from .optimizers import SparseRows
 
 
@@ -104,14 +104,13 @@ class _Embeddings:
         return SparseRows(rows, values, self.tables[column.name].shape)
 
 
-class SequenceFeatures:
-    """Sequence columns -> (x [B, T, Ds], mask [B, T]). See the module docstring."""
+class _FeatureLayer:
+    """Columns sorted by name, their embedding tables, and backward over the concatenated output."""
 
-    def __init__(self, columns, seed=None, dtype="float32", mask_key="sequence_mask", length_key="sequence_length"):
-        self.columns = _dense_columns(columns, True, "sequence_feature_columns")
+    def __init__(self, columns, sequence, where, scope, seed, dtype):
+        self.columns = _dense_columns(columns, sequence, where)
         self.dtype = np.dtype(dtype)
-        self.mask_key, self.length_key = mask_key, length_key
-        self.embeddings = _Embeddings(self.columns, "sequence_features", seed, self.dtype)
+        self.embeddings = _Embeddings(self.columns, scope, seed, self.dtype)
         self.output_dim = sum(c.width for c in self.columns)
         self._widths = None
 
@@ -120,6 +119,23 @@ class SequenceFeatures:
 
     def params(self):
         return self.embeddings.params()
+
+    def backward(self, d_out):
+        """Gradients of the embedding tables (SparseRows), aligned with ``params()``."""
+        grads, start = {}, 0
+        for c, w in zip(self.columns, self._widths):
+            if isinstance(c, fc.EmbeddingColumn):
+                grads[c.name] = self.embeddings.backward(c, d_out[..., start:start + w])
+            start += w
+        return [grads[c.name] for c in self.embeddings.columns]
+
+
+class SequenceFeatures(_FeatureLayer):
+    """Sequence columns -> (x [B, T, Ds], mask [B, T]). See the module docstring."""
+
+    def __init__(self, columns, seed=None, dtype="float32", mask_key="sequence_mask", length_key="sequence_length"):
+        super().__init__(columns, True, "sequence_feature_columns", "sequence_features", seed, dtype)
+        self.mask_key, self.length_key = mask_key, length_key
 
     def _batch_mask(self, features):
         mask = features.get(self.mask_key) if isinstance(features, dict) else None
@@ -179,31 +195,12 @@ class SequenceFeatures:
         self._widths = [p.shape[-1] for p in parts]
         return np.concatenate(parts, axis=-1), mask
 
-    def backward(self, d_x):
-        """Gradients of the embedding tables (SparseRows), aligned with ``params()``."""
-        grads, start = {}, 0
-        for c, w in zip(self.columns, self._widths):
-            if isinstance(c, fc.EmbeddingColumn):
-                grads[c.name] = self.embeddings.backward(c, d_x[..., start:start + w])
-            start += w
-        return [grads[c.name] for c in self.embeddings.columns]
 
-
-class ContextFeatures:
+class ContextFeatures(_FeatureLayer):
     """Context columns -> [B, Dc] (TF's DenseFeatures), sorted by column name."""
 
     def __init__(self, columns, seed=None, dtype="float32"):
-        self.columns = _dense_columns(columns, False, "context_feature_columns")
-        self.dtype = np.dtype(dtype)
-        self.embeddings = _Embeddings(self.columns, "dense_features", seed, self.dtype)
-        self.output_dim = sum(c.width for c in self.columns)
-        self._widths = None
-
-    def param_names(self):
-        return self.embeddings.names()
-
-    def params(self):
-        return self.embeddings.params()
+        super().__init__(columns, False, "context_feature_columns", "dense_features", seed, dtype)
 
     def forward(self, features):
         parts, B = [], None
@@ -222,7 +219,7 @@ class ContextFeatures:
                 continue
             cat = c.categorical
             flat = raw.reshape(B, -1)
-            present = ~np.asarray(_padding(flat), dtype=bool)
+            present = ~_is_padding(flat)
             ids = np.full(flat.shape, -1, dtype=np.int64)
             if isinstance(cat, fc.BucketizedColumn):
                 ids = cat.ids(flat)
@@ -240,21 +237,8 @@ class ContextFeatures:
                 parts.append(self.embeddings.lookup(c, ids, present, weights))
             else:
                 dense = np.zeros((B, c.width), dtype=self.dtype)
-                b, j = np.nonzero(present)
-                np.add.at(dense, (b, ids[present]), 1.0 if weights is None else weights[present])
+                rows = np.nonzero(present)[0]
+                np.add.at(dense, (rows, ids[present]), 1.0 if weights is None else weights[present])
                 parts.append(dense)
         self._widths = [p.shape[-1] for p in parts]
         return np.concatenate(parts, axis=-1)
-
-    def backward(self, d_context):
-        grads, start = {}, 0
-        for c, w in zip(self.columns, self._widths):
-            if isinstance(c, fc.EmbeddingColumn):
-                grads[c.name] = self.embeddings.backward(c, d_context[..., start:start + w])
-            start += w
-        return [grads[c.name] for c in self.embeddings.columns]
-
-
-def _padding(values):
-    from .inputs import _is_padding
-    return _is_padding(values)

@@ -4,25 +4,7 @@ import numpy as np
 import pytest
 
 from _cells import FORM_IDS, FORMS, loss, random_case, run
-
-EPS = 1e-6
-
-
-def numeric_grad(f, arr):
-    """d f / d arr by central differences, perturbing ``arr`` in place."""
-    grad = np.zeros_like(arr)
-    it = np.nditer(arr, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = arr[i]
-        arr[i] = old + EPS
-        up = f()
-        arr[i] = old - EPS
-        down = f()
-        arr[i] = old
-        grad[i] = (up - down) / (2 * EPS)
-    return grad
-
+from _numeric import central_difference
 
 @pytest.mark.parametrize("zero_output_for_mask", [False, True], ids=["repeat", "zero"])
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -43,7 +25,7 @@ def test_gradients_match_central_differences(form, backend, zero_output_for_mask
     checks = [("x", x, dx)] + [(f"state{k}", s, d) for k, (s, d) in enumerate(zip(states0, dstates0))]
     checks += [(name, w, g) for name, w, g in zip(["kernel", "recurrent_kernel", "bias"], weights, grads)]
     for name, arr, analytic in checks:
-        np.testing.assert_allclose(analytic, numeric_grad(f, arr), rtol=1e-6, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(analytic, central_difference(f, arr), rtol=1e-6, atol=1e-8, err_msg=name)
     # masked inputs get exactly zero gradient; a row with no valid step passes its state gradient on
     assert np.all(dx[~mask] == 0.0)
     for d_T, d_0 in zip(dstates, dstates0):
