@@ -97,10 +97,11 @@ def _parse_ragged(key, raw, width, categorical, fill):
             raise TypeError(f"feature {key!r}: expected numbers, got dtype {arr.dtype} (example {b})")
         if categorical and arr.size:
             _check_categorical(key, arr)
-        if arr.ndim == 1:
-            arr = arr.reshape(-1, 1) if width == 1 or categorical else arr.reshape(-1, width) if arr.size % width == 0 else None
-            if arr is None:
+        if arr.ndim == 1:                          # one value per step, or k values per step flattened
+            step = 1 if categorical else width
+            if arr.size % step:
                 raise ValueError(f"feature {key!r}, example {b}: {len(seq)} values do not split into steps of {width}")
+            arr = arr.reshape(-1, step)
         if arr.ndim != 2 or (not categorical and arr.shape[1] != width):
             raise ValueError(f"feature {key!r}, example {b}: expected shape [steps{'' if width == 1 else f', {width}'}], "
                              f"got {arr.shape}")
