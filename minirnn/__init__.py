@@ -3,18 +3,29 @@
 ``import minirnn`` is cheap: submodules load on first use and nothing is compiled until a kernel
 first runs (compiled kernels are cached on disk for the next process).
 
-Submodules: ``minirnn.layers`` (SimpleRNN, LSTM, GRU with explicit forward/backward),
-``minirnn.kernels`` (the Numba kernels and the NumPy reference).
+Estimators: ``minirnn.RNNClassifier``, ``minirnn.RNNEstimator`` (TF 2.x's interface),
+``minirnn.contrib.DynamicRnnEstimator`` (TF1's), ``minirnn.RunConfig``, ``minirnn.load_exported``.
+
+Submodules: ``feature_column``, ``inputs``, ``heads``, ``optimizers``, ``metrics``, ``layers``
+(SimpleRNN, LSTM, GRU with explicit forward/backward), ``model``, ``estimator``, ``contrib``,
+``export``, ``checkpoint``, ``datasets``, ``kernels`` (the Numba kernels and the NumPy reference).
 """
 
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["layers", "kernels", "__version__"]
+_SUBMODULES = ("layers", "kernels", "feature_column", "inputs", "heads", "optimizers", "metrics", "model",
+               "network", "features", "estimator", "contrib", "export", "checkpoint", "datasets")
+_ESTIMATOR_NAMES = {"RNNClassifier": "estimator", "RNNEstimator": "estimator", "RunConfig": "estimator",
+                    "WarmStartSettings": "estimator", "load_exported": "export"}
+__all__ = ["RNNClassifier", "RNNEstimator", "RunConfig", "WarmStartSettings", "load_exported", *_SUBMODULES,
+           "__version__"]
 
 
 def __getattr__(name):
-    if name in ("layers", "kernels"):
+    if name in _ESTIMATOR_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_ESTIMATOR_NAMES[name]}"), name)
+    if name in _SUBMODULES:
         try:
             return importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as error:

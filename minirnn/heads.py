@@ -22,7 +22,7 @@ import numpy as np
 
 from . import metrics as M
 
-__all__ = ["BinaryClassHead", "MultiClassHead", "RegressionHead", "REDUCTIONS"]
+__all__ = ["BinaryClassHead", "MultiClassHead", "RegressionHead", "REDUCTIONS", "head_from_config"]
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "sum_by_nonzero_weights", "mean", "auto")
 
@@ -176,6 +176,33 @@ class _Head:
         """A fresh streaming evaluator with this head's TF metric keys."""
         return _Evaluator(self, exact_auc)
 
+    def get_config(self):
+        """A JSON-able description; :func:`head_from_config` rebuilds the head from it."""
+        weight = self.weight_column
+        if weight is not None and not isinstance(weight, str):
+            weight = weight.key                          # a numeric_column: its feature key
+        config = {"class": type(self).__name__, "weight_column": weight, "loss_reduction": self.loss_reduction}
+        config.update(self._config())
+        return config
+
+    def _config(self):
+        return {}
+
+    def weights(self, features):
+        """The batch's example weights from ``weight_column`` (None without one)."""
+        if self.weight_column is None:
+            return None
+        key = self.weight_column if isinstance(self.weight_column, str) else self.weight_column.key
+        if not isinstance(features, dict) or key not in features:
+            present = sorted(features) if isinstance(features, dict) else []
+            raise KeyError(f"weight_column: feature {key!r} is not in the batch; the batch has {present}")
+        w = np.asarray(features[key])
+        if not isinstance(self.weight_column, str) and getattr(self.weight_column, "normalizer_fn", None):
+            w = np.asarray(self.weight_column.normalizer_fn(w.astype(np.float64)))
+        if not np.issubdtype(w.dtype, np.number) or w.dtype.kind == "c":
+            raise TypeError(f"weight_column {key!r}: expected numbers, got dtype {w.dtype}")
+        return w
+
 
 class _ClassHead(_Head):
     def __init__(self, n_classes, weight_column=None, label_vocabulary=None,
@@ -207,6 +234,10 @@ class _ClassHead(_Head):
                 raise ValueError(f"labels: {bad!r} is not in label_vocabulary {list(self.label_vocabulary)}")
             return ids
         return self._numeric_labels(labels)
+
+    def _config(self):
+        return {"n_classes": self.n_classes,
+                "label_vocabulary": None if self.label_vocabulary is None else list(self.label_vocabulary)}
 
     def class_names(self):
         if self.label_vocabulary is not None:
@@ -317,6 +348,9 @@ class RegressionHead(_Head):
     def _extra_weight_shape_ok(self, shape, lead):
         return shape == lead + (self.label_dimension,)
 
+    def _config(self):
+        return {"label_dimension": self.label_dimension}
+
     def label_ids(self, labels):
         if not np.issubdtype(labels.dtype, np.number):
             raise ValueError(f"labels: expected numbers for regression, got dtype {labels.dtype}")
@@ -335,6 +369,17 @@ class RegressionHead(_Head):
     def predictions(self, logits):
         """``predictions``: the outputs [B, d] or [B, T, d]."""
         return {"predictions": self._check_logits(logits)}
+
+
+def head_from_config(config):
+    """The head described by :meth:`get_config` (weight columns come back as their feature key)."""
+    config = dict(config)
+    cls = {c.__name__: c for c in (BinaryClassHead, MultiClassHead, RegressionHead)}.get(config.pop("class", None))
+    if cls is None:
+        raise ValueError(f"head config: unknown head class in {config!r}")
+    if cls is BinaryClassHead:
+        config.pop("n_classes", None)
+    return cls(**config)
 
 
 class _Evaluator:

@@ -29,13 +29,13 @@ class RNNModel:
     Parameters
     ----------
     units : int or list of ints, one per stacked layer
-    cell_type : 'simple_rnn', 'lstm' or 'gru'
+    cell_type : 'simple_rnn', 'lstm' or 'gru', or a list of them (one per layer, for mixed stacks)
     logits_dimension : outputs of the dense layer (1 for binary, n_classes, label_dimension)
     return_sequences : logits for every step [B, T, k] instead of the last valid one [B, k]
     dropout_keep_probabilities : None, or len(units) + 1 keep probabilities in (0, 1]
     seed : drives initialisation and dropout
     dtype : 'float32' (default) or 'float64'
-    cell_options : extra layer arguments, e.g. ``{"reset_after": False}`` for GRU
+    cell_options : extra layer arguments, e.g. ``{"reset_after": False}`` for GRU (or a list, per layer)
     backend : kernel backend, 'numba' (default) or 'numpy'
     """
 
@@ -46,8 +46,14 @@ class RNNModel:
         if not isinstance(units, (list, tuple)) or not units or not all(
                 isinstance(u, (int, np.integer)) and not isinstance(u, bool) and u > 0 for u in units):
             raise ValueError(f"units: expected a positive int or a non-empty list of them, got {units!r}")
-        if cell_type not in CELLS:
-            raise ValueError(f"cell_type: expected one of {sorted(CELLS)}, got {cell_type!r}")
+        cell_types = list(cell_type) if isinstance(cell_type, (list, tuple)) else [cell_type] * len(units)
+        options = list(cell_options) if isinstance(cell_options, (list, tuple)) else [cell_options] * len(units)
+        if len(cell_types) != len(units) or len(options) != len(units):
+            raise ValueError(f"cell_type / cell_options: give one per layer ({len(units)}), got "
+                             f"{len(cell_types)} / {len(options)}")
+        for kind in cell_types:
+            if kind not in CELLS:
+                raise ValueError(f"cell_type: expected one of {sorted(CELLS)}, got {kind!r}")
         if not isinstance(logits_dimension, (int, np.integer)) or logits_dimension < 1:
             raise ValueError(f"logits_dimension: expected a positive int, got {logits_dimension!r}")
         if dropout_keep_probabilities is not None:
@@ -60,29 +66,32 @@ class RNNModel:
             dropout_keep_probabilities = [float(p) for p in probs]
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}")
-        allowed = {"lstm": {"unit_forget_bias"}, "gru": {"reset_after"}, "simple_rnn": set()}[cell_type]
-        unknown = set(cell_options or {}) - allowed
-        if unknown:
-            raise ValueError(f"cell_options: {sorted(unknown)} not accepted for cell_type {cell_type!r}; "
-                             f"allowed: {sorted(allowed)}")
+        for kind, opts in zip(cell_types, options):
+            allowed = {"lstm": {"unit_forget_bias"}, "gru": {"reset_after"}, "simple_rnn": set()}[kind]
+            unknown = set(opts or {}) - allowed
+            if unknown:
+                raise ValueError(f"cell_options: {sorted(unknown)} not accepted for cell_type {kind!r}; "
+                                 f"allowed: {sorted(allowed)}")
         self.units = [int(u) for u in units]
-        self.cell_type = cell_type
+        self.cell_types = cell_types
+        self.cell_type = cell_types[0] if len(set(cell_types)) == 1 else list(cell_types)
         self.logits_dimension = int(logits_dimension)
         self.return_sequences = bool(return_sequences)
         self.keep = dropout_keep_probabilities
         self.seed = seed
         self.dtype = np.dtype(dtype)
-        self.cell_options = dict(cell_options or {})
+        self.cell_options = [dict(o or {}) for o in options]
         self.backend = backend
         seeds = np.random.SeedSequence(seed).spawn(len(self.units) + 2)
-        self.layers = [CELLS[cell_type](n, return_sequences=True, dtype=self.dtype, seed=s.generate_state(1)[0],
-                                        backend=backend, **self.cell_options)
-                       for n, s in zip(self.units, seeds)]
+        self.layers = [CELLS[kind](n, return_sequences=True, return_state=True, dtype=self.dtype,
+                                   seed=s.generate_state(1)[0], backend=backend, **opts)
+                       for kind, n, opts, s in zip(cell_types, self.units, self.cell_options, seeds)]
         self._logits_seed = seeds[-2].generate_state(1)[0]
         self.rng = np.random.default_rng(seeds[-1])      # dropout masks
         self.logits_kernel = self.logits_bias = None
         self.input_dims = None
         self._cache = None
+        self.final_states = None           # after forward: per layer, its final states ([h] or LSTM [h, c])
 
     # ---- parameters ---------------------------------------------------------------------------
 
@@ -106,15 +115,16 @@ class RNNModel:
 
     def param_names(self):
         """TF-style variable names, in the order of :meth:`params`."""
-        cell = f"{self.cell_type}_cell"
-        names = []
-        for k in range(len(self.layers)):
+        names, seen = [], {}
+        for kind in self.cell_types:
+            cell = f"{kind}_cell"
+            count = seen[kind] = seen.get(kind, -1) + 1     # Keras numbers cells of one kind: x, x_1, ...
             if self._single_int:               # TF: units=int builds the fused Keras layer
-                scope = f"rnn_model/{self.cell_type}/{cell}"
+                scope = f"rnn_model/{kind}/{cell}"
             elif len(self.layers) == 1:
                 scope = f"rnn_model/rnn/{cell}"
             else:
-                scope = f"rnn_model/rnn/stacked_rnn_cells/{cell}{'' if k == 0 else f'_{k}'}"
+                scope = f"rnn_model/rnn/stacked_rnn_cells/{cell}{'' if count == 0 else f'_{count}'}"
             names += [f"{scope}/kernel", f"{scope}/recurrent_kernel", f"{scope}/bias"]
         return names + ["rnn_model/logits/kernel", "rnn_model/logits/bias"]
 
@@ -164,10 +174,13 @@ class RNNModel:
         scale = (self.rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
         return x * scale, scale
 
-    def forward(self, sequence, mask, context=None, training=False):
+    def forward(self, sequence, mask, context=None, training=False, initial_states=None):
         """Logits for a batch.
 
         sequence [B, T, Ds] and context [B, Dc] (optional) in the model's dtype; mask [B, T] bool.
+        ``initial_states``: None (zeros), or per layer a list of [B, units] arrays ([h] or LSTM
+        [h, c]); they are inputs, not trained. The final states (masked steps carry the state, so
+        they are each row's state after its last valid step) are left in ``self.final_states``.
         Returns [B, k] (each row's last valid step) or [B, T, k] with ``return_sequences``.
         """
         sequence = np.asarray(sequence)
@@ -188,15 +201,20 @@ class RNNModel:
         if self.built and (Ds, Dc) != self.input_dims:
             raise ValueError(f"inputs: the model was built for {self.input_dims[0]} sequence and "
                              f"{self.input_dims[1]} context features, got {Ds} and {Dc}")
+        if initial_states is not None and len(initial_states) != len(self.layers):
+            raise ValueError(f"initial_states: expected one list of states per layer ({len(self.layers)}), "
+                             f"got {len(initial_states)}")
         if not self.built:                 # only once the call is known to be valid
             self.build(Ds, Dc)
         x = sequence if context is None else np.concatenate(
             [sequence, np.broadcast_to(context[:, None, :], (B, T, Dc))], axis=2)   # context tiled
-        scales = []
+        scales, self.final_states = [], []
         for k, layer in enumerate(self.layers):
             x, scale = self._dropout(x, k, training)
             scales.append(scale)
-            x = layer.forward(x, mask=mask, training=training)
+            x, *states = layer.forward(x, mask=mask, training=training,
+                                       initial_state=None if initial_states is None else initial_states[k])
+            self.final_states.append(states)
         h = x if self.return_sequences else x[:, -1]     # [B, T, H] or the last valid output [B, H]
         h, scale = self._dropout(np.ascontiguousarray(h), len(self.layers), training)
         scales.append(scale)

@@ -1,0 +1,324 @@
+"""Exported inference bundles: what ``export_saved_model`` writes and :func:`load_exported` reads.
+
+    <export_dir_base>/<unix seconds>/
+      model.h5          the weights (HDF5 datasets named like TF's variables)
+      spec.json         feature columns, vocabularies, head, network and signatures (JSON)
+      assets/           vocabulary files of *_with_vocabulary_file columns (copies)
+      assets.extra/     the files given as ``assets_extra``
+
+The directory is written under a temporary name and renamed when complete. Loading reads arrays
+and JSON only; it needs no estimator, optimizer or model_dir. Signatures are named as TF's:
+
+=================  ===========================================  ====================================
+head               ``serving_default``                          others
+=================  ===========================================  ====================================
+binary             classification: classes [N, 2], scores [N,2]  regression: outputs [N, 1]; predict
+multi-class        classification: classes [N, n], scores [N,n]  predict
+regression         regression: outputs [N, d]                   predict
+DynamicRnn...      dynamic_rnn_output (single value) / predict  predict
+=================  ===========================================  ====================================
+
+A raw receiver (:func:`build_raw_serving_input_receiver_fn`) exports only ``predict``, as TF does.
+Inputs are a features dict of a batch (any form :mod:`minirnn.inputs` accepts) or a list of
+per-example dicts ``{feature: values}`` (what a tf.Example carries).
+"""
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from . import feature_column as fc
+from .heads import BinaryClassHead, MultiClassHead, head_from_config
+
+FORMAT = "minirnn-export-1"
+
+
+# ---- serving input receivers ------------------------------------------------------------------
+
+def build_parsing_serving_input_receiver_fn(feature_spec=None, default_batch_size=None):
+    """Receiver for tf.Example-like inputs: every signature (classification/regression/predict).
+    ``feature_spec`` (e.g. the feature names) is recorded; None means the columns' keys."""
+    keys = None if feature_spec is None else sorted(feature_spec)
+    return lambda: {"receiver": "parsing", "features": keys}
+
+
+def build_raw_serving_input_receiver_fn(features, default_batch_size=None):
+    """Receiver for raw feature tensors: only the ``predict`` signature, as TF."""
+    return lambda: {"receiver": "raw", "features": sorted(features)}
+
+
+def receiver_description(serving_input_receiver_fn):
+    if serving_input_receiver_fn is None:
+        return {"receiver": "parsing", "features": None}
+    if not callable(serving_input_receiver_fn):
+        raise TypeError("serving_input_receiver_fn: expected None or a callable from "
+                        "build_parsing_serving_input_receiver_fn / build_raw_serving_input_receiver_fn")
+    out = serving_input_receiver_fn()
+    if not isinstance(out, dict) or out.get("receiver") not in ("parsing", "raw"):
+        raise TypeError("serving_input_receiver_fn must come from minirnn.export.build_parsing_serving_input_"
+                        f"receiver_fn or build_raw_serving_input_receiver_fn; it returned {out!r}")
+    return out
+
+
+# ---- columns from their spec ------------------------------------------------------------------
+
+def _function_name(fn):
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def column_spec(column):
+    """A column's JSON spec, with callables named stably (module.qualname) instead of by address."""
+    spec = column.spec()
+
+    def fix(spec, col):
+        if spec.get("type") == "numeric":
+            spec["normalizer_fn"] = None if col.normalizer_fn is None else _function_name(col.normalizer_fn)
+        for key, attr in (("categorical", "categorical"), ("source", "source")):
+            if key in spec:
+                fix(spec[key], getattr(col, attr))
+        return spec
+    return fix(spec, column)
+
+
+def column_from_spec(spec, custom_objects=None):
+    """Rebuild a feature column from :func:`column_spec`. A ``normalizer_fn`` is looked up by its
+    recorded name in ``custom_objects`` (never imported or evaluated from the file)."""
+    kind, seq = spec["type"], spec.get("sequence", False)
+    if kind == "numeric":
+        fn = spec.get("normalizer_fn")
+        if fn is not None:
+            if not custom_objects or fn not in custom_objects:
+                raise ValueError(f"feature {spec['key']!r} was normalised by {fn!r}: pass it as "
+                                 f"custom_objects={{{fn!r}: function}}")
+            fn = custom_objects[fn]
+        return fc.NumericColumn(spec["key"], tuple(spec["shape"]), spec["default_value"], "float32", fn, sequence=seq)
+    if kind == "identity":
+        return fc.IdentityColumn(spec["key"], spec["num_buckets"], spec["default_value"], sequence=seq)
+    if kind == "hash_bucket":
+        return fc.HashBucketColumn(spec["key"], spec["hash_bucket_size"], sequence=seq)
+    if kind == "vocabulary":
+        return fc.VocabularyColumn(spec["key"], spec["vocabulary"], spec["default_value"], spec["num_oov_buckets"],
+                                   sequence=seq, file=spec.get("file"))
+    if kind == "bucketized":
+        return fc.BucketizedColumn(column_from_spec(spec["source"], custom_objects), spec["boundaries"])
+    if kind == "weighted":
+        return fc.WeightedCategoricalColumn(column_from_spec(spec["categorical"], custom_objects),
+                                            spec["weight_feature_key"])
+    if kind == "embedding":
+        return fc.EmbeddingColumn(column_from_spec(spec["categorical"], custom_objects), spec["dimension"],
+                                  spec["combiner"], None, spec["max_norm"], spec["trainable"])
+    if kind == "indicator":
+        return fc.IndicatorColumn(column_from_spec(spec["categorical"], custom_objects))
+    raise ValueError(f"unknown feature column type {kind!r} in {spec!r}")
+
+
+# ---- predictions (shared by the estimators and the exported model) ---------------------------
+
+def state_keys_and_values(model):
+    """TF1's ``rnn_cell_state_i`` outputs: the final states flattened depth first, an LSTM layer as
+    (c, h) like TF1's LSTMStateTuple, other layers as h."""
+    flat = []
+    for layer, states in zip(model.layers, model.final_states):
+        flat += [states[1], states[0]] if len(states) == 2 else list(states)
+    return {f"rnn_cell_state_{i}": s for i, s in enumerate(flat)}
+
+
+def initial_states_from_features(model, features):
+    """Per-layer initial states from ``rnn_cell_state_i`` features (all or none), else None."""
+    sizes = []
+    for layer in model.layers:
+        sizes += [layer.units] * layer.n_states
+    given = [f"rnn_cell_state_{i}" for i in range(len(sizes)) if f"rnn_cell_state_{i}" in features]
+    extra = [k for k in features if k.startswith("rnn_cell_state_") and k not in
+             {f"rnn_cell_state_{i}" for i in range(len(sizes))}]
+    if extra:
+        raise ValueError(f"features {extra}: the model has {len(sizes)} state tensors "
+                         f"(rnn_cell_state_0..{len(sizes) - 1})")
+    if not given:
+        return None
+    if len(given) != len(sizes):
+        raise ValueError(f"RNN state was partially specified: expected zero or {len(sizes)} state features "
+                         f"(rnn_cell_state_0..{len(sizes) - 1}), got {len(given)}: {given}")
+    flat = []
+    for i, size in enumerate(sizes):
+        s = np.asarray(features[f"rnn_cell_state_{i}"], dtype=model.dtype)
+        if s.ndim != 2 or s.shape[1] != size:
+            raise ValueError(f"feature 'rnn_cell_state_{i}': expected shape [batch, {size}], got {s.shape}")
+        flat.append(np.ascontiguousarray(s))
+    out, k = [], 0
+    for layer in model.layers:
+        if layer.n_states == 2:                        # TF1 order (c, h) -> the layer's [h, c]
+            out.append([flat[k + 1], flat[k]])
+        else:
+            out.append(flat[k:k + layer.n_states])
+        k += layer.n_states
+    return out
+
+
+def predict_batch(kind, head, network, features, mask_key="sequence_mask", options=None):
+    """Prediction arrays for one batch (leading axis = examples) and the step mask."""
+    options = options or {}
+    initial = initial_states_from_features(network.model, features) if kind == "dynamic_rnn" else None
+    logits, mask = network.forward(features, training=False, initial_states=initial)
+    if kind != "dynamic_rnn":
+        out = dict(head.predictions(logits))
+        if network.model.return_sequences:
+            out[mask_key] = mask
+        return out, mask
+    out = {}
+    if isinstance(head, (BinaryClassHead, MultiClassHead)):
+        p = head.predictions(logits)
+        out["classes"] = p["class_ids"][..., 0]
+        if options.get("predict_probabilities"):
+            out["probabilities"] = p["probabilities"]
+    else:
+        out["scores"] = logits[..., 0]
+    out.update(state_keys_and_values(network.model))
+    return out, mask
+
+
+def signatures_for(kind, head, receiver, single_value=True):
+    """Signature name -> {"method", "outputs": {output name: prediction key}}."""
+    predict = {"method": "predict", "outputs": None}               # None: every prediction key
+    if receiver == "raw":
+        return {"predict": predict, "serving_default": predict}
+    if kind == "dynamic_rnn":
+        if single_value:
+            out = {"method": "predict", "outputs": "no_state"}
+            return {"dynamic_rnn_output": out, "predict": predict, "serving_default": out}
+        return {"predict": predict, "serving_default": predict}
+    if isinstance(head, BinaryClassHead):
+        cls = {"method": "classify", "outputs": {"classes": "all_classes", "scores": "probabilities"}}
+        return {"classification": cls, "regression": {"method": "regress", "outputs": {"outputs": "logistic"}},
+                "predict": predict, "serving_default": cls}
+    if isinstance(head, MultiClassHead):
+        cls = {"method": "classify", "outputs": {"classes": "all_classes", "scores": "probabilities"}}
+        return {"classification": cls, "predict": predict, "serving_default": cls}
+    reg = {"method": "regress", "outputs": {"outputs": "predictions"}}
+    return {"regression": reg, "predict": predict, "serving_default": reg}
+
+
+def _select(signature, predictions):
+    outputs = signature["outputs"]
+    if outputs is None:
+        return predictions
+    if outputs == "no_state":
+        return {k: v for k, v in predictions.items() if not k.startswith("rnn_cell_state_")}
+    return {name: predictions[key] for name, key in outputs.items()}
+
+
+# ---- writing and loading ----------------------------------------------------------------------
+
+def write_bundle(export_dir_base, spec, variables, asset_files=(), assets_extra=None, as_text=False):
+    """Write a bundle under ``export_dir_base/<unix seconds>`` atomically; returns its path (bytes, as TF)."""
+    import h5py
+    os.makedirs(export_dir_base, exist_ok=True)
+    stamp = int(time.time())
+    while os.path.exists(os.path.join(export_dir_base, str(stamp))):
+        stamp += 1
+    final = os.path.join(export_dir_base, str(stamp))
+    tmp = os.path.join(export_dir_base, f"temp-{stamp}-{os.getpid()}")
+    os.makedirs(tmp)
+    try:
+        with h5py.File(os.path.join(tmp, "model.h5"), "w") as f:
+            f.attrs["format"] = FORMAT
+            group = f.create_group("variables")
+            for name, value in variables.items():
+                group.create_dataset(name, data=np.asarray(value))
+        if asset_files:
+            os.makedirs(os.path.join(tmp, "assets"))
+            for path in asset_files:
+                shutil.copyfile(path, os.path.join(tmp, "assets", os.path.basename(path)))
+        for dest, source in (assets_extra or {}).items():
+            target = os.path.normpath(os.path.join(tmp, "assets.extra", dest))
+            if not target.startswith(os.path.join(tmp, "assets.extra") + os.sep):
+                raise ValueError(f"assets_extra: destination {dest!r} must be a relative path inside assets.extra")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(source, target)
+        with open(os.path.join(tmp, "spec.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f, indent=2 if as_text else None, sort_keys=bool(as_text))
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return os.fsencode(final)
+
+
+class ExportedModel:
+    """A loaded bundle: ``predict(features)``, ``classify``/``regress`` (as the signatures allow) or
+    ``signature(name)(features)``. ``signatures`` lists the names; ``spec`` is the JSON spec."""
+
+    def __init__(self, path, spec, network, head):
+        self.path, self.spec, self._network, self._head = path, spec, network, head
+        self.signatures = sorted(spec["signatures"])
+
+    def _features(self, inputs):
+        if isinstance(inputs, (list, tuple)):                 # per-example dicts (tf.Example-like)
+            if not inputs or not all(isinstance(e, dict) for e in inputs):
+                raise TypeError("inputs: expected a features dict of a batch or a non-empty list of per-example dicts")
+            keys = set().union(*inputs)
+            missing = [(i, k) for i, e in enumerate(inputs) for k in keys if k not in e]
+            if missing:
+                raise KeyError(f"example {missing[0][0]} has no feature {missing[0][1]!r}")
+            return {k: [e[k] for e in inputs] if self._is_sequence(k) else np.asarray([e[k] for e in inputs])
+                    for k in keys}
+        if not isinstance(inputs, dict):
+            raise TypeError(f"inputs: expected a features dict or a list of per-example dicts, got {type(inputs).__name__}")
+        return inputs
+
+    def _is_sequence(self, key):
+        return any(c.key == key for c in self._network.sequence.columns)
+
+    def signature(self, name="serving_default"):
+        if name not in self.spec["signatures"]:
+            raise KeyError(f"signature {name!r} not in this export; it has {self.signatures}")
+        sig = self.spec["signatures"][name]
+
+        def call(inputs):
+            features = self._features(inputs)
+            preds, _ = predict_batch(self.spec["kind"], self._head, self._network, features,
+                                     self.spec.get("sequence_mask", "sequence_mask"), self.spec.get("options"))
+            return _select(sig, preds)
+        return call
+
+    def predict(self, inputs):
+        """Every prediction key, batch arrays (the ``predict`` signature)."""
+        return self.signature("predict")(inputs)
+
+    def classify(self, inputs):
+        return self.signature("classification")(inputs)
+
+    def regress(self, inputs):
+        return self.signature("regression")(inputs)
+
+
+def load_exported(path, custom_objects=None):
+    """Load an exported bundle (the path ``export_saved_model`` returned) into an :class:`ExportedModel`."""
+    import h5py
+    from .network import Network
+    path = os.fsdecode(path)
+    spec_file = os.path.join(path, "spec.json")
+    if not os.path.isfile(spec_file):
+        raise ValueError(f"{path!r} is not a minirnn export (no spec.json)")
+    with open(spec_file, encoding="utf-8") as f:
+        spec = json.load(f)
+    if spec.get("format") != FORMAT:
+        raise ValueError(f"{path!r}: unknown export format {spec.get('format')!r}")
+    head = head_from_config(spec["head"])
+    net_args = dict(spec["network"])
+    network = Network([column_from_spec(c, custom_objects) for c in spec["sequence_columns"]],
+                      [column_from_spec(c, custom_objects) for c in spec["context_columns"]] or None, **net_args)
+    with h5py.File(os.path.join(path, "model.h5"), "r") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path!r}: model.h5 is not a minirnn export")
+        for name, param in zip(network.param_names(), network.params()):
+            if name not in f["variables"]:
+                raise ValueError(f"{path!r}: model.h5 lacks variable {name!r}")
+            value = f["variables"][name][()]
+            if value.shape != param.shape:
+                raise ValueError(f"{path!r}: variable {name!r} has shape {value.shape}, the spec needs {param.shape}")
+            param[...] = value
+    return ExportedModel(path, spec, network, head)
