@@ -300,6 +300,8 @@ class _Estimator:
                 os.path.abspath(model_dir) != os.path.abspath(config.model_dir):
             raise ValueError(f"model_dir {model_dir!r} and config.model_dir {config.model_dir!r} differ; give one")
         model_dir = model_dir if model_dir is not None else config.model_dir
+        if model_dir is None and getattr(self, "_model_dir", None):      # rebuilt by set_params: same place
+            model_dir = self._model_dir
         if model_dir is None:
             model_dir = tempfile.mkdtemp(prefix="minirnn_")
             logger.warning("Using temporary folder as model directory: %s", model_dir)
@@ -678,7 +680,12 @@ class _Estimator:
         _check_hooks(hooks)
         if isinstance(predict_keys, str):
             predict_keys = [predict_keys]
-        net, _ = self._network_for(checkpoint_path)
+        if not callable(input_fn):
+            raise TypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
+        net, _ = self._network_for(checkpoint_path)      # fails now, not at the first next()
+        return self._predictions(net, input_fn, predict_keys, yield_single_examples, trim_sequences)
+
+    def _predictions(self, net, input_fn, predict_keys, yield_single_examples, trim_sequences):
         mask_key = self._net_args.get("sequence_mask_key", "sequence_mask")
         for features, _labels in batches(input_fn):
             preds, mask = ex.predict_batch(self._kind, self._head, net, features, mask_key, self._prediction_options())
