@@ -1,11 +1,12 @@
-"""The README's main job learns its task and is reproducible."""
+"""The README's main job learns its task, exports, and is reproducible."""
 
 from minirnn.demo import main
 
 
-def test_demo_learns_and_is_deterministic(capsys):
-    first = main(["--steps", "300"])
+def test_main_job_learns_and_is_deterministic(capsys, tmp_path):
+    first = main(["--steps", "300", "--model-dir", str(tmp_path / "a")])
     out = capsys.readouterr().out
-    assert "evaluation on 500 test sequences" in out and "predictions:" in out
-    assert first["accuracy"] > 0.9            # chance is 1/3
-    assert main(["--steps", "300"]) == first  # one seed: identical numbers
+    assert "evaluation on 370 test utterances" in out and "predictions:" in out
+    assert "the exported model predicts the same" in out
+    assert first["accuracy"] > 0.9            # chance is 1/9
+    assert main(["--steps", "300", "--model-dir", str(tmp_path / "b"), "--quiet"]) == first   # one seed
