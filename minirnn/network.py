@@ -26,18 +26,19 @@ class Network:
     units, cell_type, logits_dimension, return_sequences, dropout_keep_probabilities, cell_options :
         as :class:`~minirnn.model.RNNModel`
     seed : drives every initialisation and the dropout masks
+    dtype : 'float32' (default) or 'float64' (for gradient checks)
     sequence_mask_key, length_key : batch features that give the valid steps of padded arrays
     """
 
     def __init__(self, sequence_columns, context_columns=None, units=(32,), cell_type="lstm", logits_dimension=1,
                  return_sequences=False, dropout_keep_probabilities=None, seed=None, cell_options=None,
-                 sequence_mask_key="sequence_mask", length_key="sequence_length", backend=None):
+                 sequence_mask_key="sequence_mask", length_key="sequence_length", backend=None, dtype="float32"):
         seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3)]
-        self.sequence = SequenceFeatures(sequence_columns, seed=seeds[0], mask_key=sequence_mask_key,
+        self.sequence = SequenceFeatures(sequence_columns, seed=seeds[0], dtype=dtype, mask_key=sequence_mask_key,
                                          length_key=length_key)
-        self.context = ContextFeatures(context_columns, seed=seeds[1]) if context_columns else None
+        self.context = ContextFeatures(context_columns, seed=seeds[1], dtype=dtype) if context_columns else None
         self.model = RNNModel(units, cell_type, logits_dimension, return_sequences, dropout_keep_probabilities,
-                              seed=seeds[2], cell_options=cell_options, backend=backend)
+                              seed=seeds[2], dtype=dtype, cell_options=cell_options, backend=backend)
         self.model.build(self.sequence.output_dim, self.context.output_dim if self.context else 0)
         self._feature_layers = [self.sequence] + ([self.context] if self.context else [])
 
