@@ -23,7 +23,7 @@ def test_import_is_light_and_compiles_nothing(tmp_path):
     out = _python("""
         import json, sys, time
         t = time.perf_counter()
-        import minirnn, minirnn.layers, minirnn.kernels
+        import minirnn, minirnn.layers, minirnn.kernels, minirnn.estimator, minirnn.contrib, minirnn.export
         elapsed = time.perf_counter() - t
         print(json.dumps({"numba": "numba" in sys.modules, "scipy": "scipy" in sys.modules,
                           "seconds": elapsed}))
