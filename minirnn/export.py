@@ -291,6 +291,23 @@ class ExportedModel:
     def classify(self, inputs):
         return self.signature("classification")(inputs)
 
+    def evaluate(self, inputs, labels):
+        """The head's metrics for one batch (exports that include the 'eval' mode). Per-step labels
+        are a padded array [B, T]; example weights come from the weight feature, as in training."""
+        if "eval" not in self.spec.get("modes", []):
+            raise ValueError("this export has no 'eval' mode: export it with experimental_export_all_saved_models("
+                             "base, {'infer': None, 'eval': None})")
+        features = self._features(inputs)
+        net = self._network
+        initial = initial_states_from_features(net.model, features) if self.spec["kind"] == "dynamic_rnn" else None
+        logits, mask = net.forward(features, training=False, initial_states=initial)
+        evaluator = self._head.metrics()
+        evaluator.update(logits, labels, self._head.weights(features), mask if net.model.return_sequences else None)
+        metrics = evaluator.result()
+        if self.spec["kind"] == "dynamic_rnn":
+            metrics = {k: v for k, v in metrics.items() if k in ("accuracy", "loss")}
+        return {k: np.float32(v) for k, v in metrics.items()}
+
     def regress(self, inputs):
         return self.signature("regression")(inputs)
 

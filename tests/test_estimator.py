@@ -431,6 +431,16 @@ def test_export_round_trip_and_signatures(tmp_path):
     assert minirnn.load_exported(raw).signatures == ["predict", "serving_default"]
     with pytest.raises(KeyError, match="signature 'classification' not in this export"):
         minirnn.load_exported(raw).classify({"tokens": seqs[:1]})
+    with pytest.raises(ValueError, match="this export has no 'eval' mode"):
+        model.evaluate({"tokens": seqs}, labels)
+    both = minirnn.load_exported(clf.experimental_export_all_saved_models(str(tmp_path / "export"),
+                                                                          {"infer": None, "eval": None}))
+    metrics = both.evaluate({"tokens": seqs}, labels)
+    expected_metrics = clf.evaluate(once_input(seqs, labels, batch_size=64))
+    for key in ("accuracy", "auc", "average_loss", "precision", "recall"):
+        assert metrics[key] == pytest.approx(expected_metrics[key], rel=1e-6), key
+    with pytest.raises(ValueError, match="mode 'train' not exported"):
+        clf.experimental_export_all_saved_models(str(tmp_path / "export"), {"train": None})
 
 
 def test_export_regression_and_vocabulary_file_and_normalizer(tmp_path):
