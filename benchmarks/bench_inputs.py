@@ -7,18 +7,25 @@ columns on the same tokens: a vocabulary list (10k words + 100 OOV buckets) and 
 The naive baseline does what a hand-written loop would: per example, a dict lookup per token,
 Python's hash() for buckets, and row-by-row padding (it does not even match TF's hashing).
 
+Before timing, the first batches are checked against a plain-Python oracle (TF's ids: vocabulary
+index, else 10k + Fingerprint64 % 100; Fingerprint64 % 10k for the hash column; '' gets no id).
+
 Reported: examples/s for both, the ratio, and minirnn's preparation time for 32 examples as a share
 of one S1 training step (LSTM, B=32, T=50, D=16, H=64: forward + backward + Adam) measured in the
-same process. Target: < 10%.
+same process. Target: < 10%. The JSON row is printed and appended to ``--out``.
 
-    python benchmarks/bench_inputs.py [--examples 100000]
+    python benchmarks/bench_inputs.py [--examples 100000] [--out benchmarks/results/inputs.jsonl]
 """
 
 import argparse
+import datetime
 import json
+import os
 import time
 
 import numpy as np
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "inputs.jsonl")
 
 
 def make_data(n, rng, vocab_size=10_000):
@@ -43,10 +50,26 @@ def naive_batch(seqs, lookup, n_oov, buckets):
     return ids, hashed
 
 
+def check(layer, batch, vocab):
+    """minirnn's x for one batch == the table rows of TF's ids computed in plain Python."""
+    from minirnn.kernels.farmhash import fingerprint64
+    lookup = {w: i for i, w in enumerate(vocab)}
+    tokens = [t for s in batch for t in s]
+    fp = [int(f) for f in fingerprint64(tokens)]
+    vocab_ids = [lookup.get(t, len(vocab) + f % 100) for t, f in zip(tokens, fp)]
+    hash_ids = [f % 10_000 for f in fp]
+    x, mask = layer.forward({"tok": batch, "tok_hashed": batch})
+    tables = layer.embeddings.tables
+    rows = np.concatenate([tables["tok_embedding"][vocab_ids], tables["tok_hashed_embedding"][hash_ids]], axis=1)
+    assert mask.sum() == len(tokens) and np.array_equal(x[mask], rows), "minirnn's ids differ from the oracle"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", default=RESULTS, help="JSON-lines file the result row is appended to")
+    parser.add_argument("--label", default="", help="a note stored with the row (e.g. the code version)")
     args = parser.parse_args()
     from minirnn import feature_column as fc
     from minirnn.features import SequenceFeatures
@@ -60,6 +83,8 @@ def main():
     layer = SequenceFeatures(columns, seed=0)
     B = args.batch_size
     layer.forward({"tok": seqs[:B], "tok_hashed": seqs[:B]})          # compile / warm up
+    for start in range(0, 4 * B, B):                                  # validate, then time
+        check(layer, seqs[start:start + B], vocab)
 
     t = time.perf_counter()
     for start in range(0, len(seqs), B):
@@ -89,7 +114,8 @@ def main():
         times.append(time.perf_counter() - t)
     step_ms = 1e3 * sorted(times)[len(times) // 2]
     prep_32_ms = 1e3 * minirnn_s / len(seqs) * 32
-    row = {"bench": "inputs", "examples": len(seqs), "batch_size": B,
+    row = {"bench": "inputs", "label": args.label, "date": datetime.date.today().isoformat(),
+           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "examples": len(seqs), "batch_size": B,
            "minirnn_examples_per_s": round(len(seqs) / minirnn_s), "naive_examples_per_s": round(len(seqs) / naive_s),
            "ratio_time": round(minirnn_s / naive_s, 3), "prep_ms_per_32_examples": round(prep_32_ms, 3),
            "s1_train_step_ms": round(step_ms, 3), "prep_share_of_s1_step": round(prep_32_ms / step_ms, 3)}
@@ -98,6 +124,9 @@ def main():
     print(f"preparing 32 examples: {prep_32_ms:.3f} ms = {100 * row['prep_share_of_s1_step']:.1f}% of an S1 training "
           f"step ({step_ms:.2f} ms)")
     print(json.dumps(row))
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

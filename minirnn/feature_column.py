@@ -33,6 +33,8 @@ import os
 
 import numpy as np
 
+from .inputs import Tokens, _is_padding
+
 __all__ = ["sequence_numeric_column", "sequence_categorical_column_with_identity",
            "sequence_categorical_column_with_hash_bucket", "sequence_categorical_column_with_vocabulary_list",
            "sequence_categorical_column_with_vocabulary_file", "numeric_column",
@@ -57,50 +59,13 @@ def _positive_int(name, value):
 # categorical columns: raw values -> int64 ids (-1 = dropped)
 # ---------------------------------------------------------------------------------------------
 
-def _unique_tokens(key, values):
-    """Distinct tokens of a flat list, in first-seen order; checks their types once each."""
-    try:
-        uniq = list(dict.fromkeys(values))
-    except TypeError:
-        raise TypeError(f"feature {key!r}: expected strings or integers per step") from None
-    for u in uniq:
-        if not isinstance(u, (str, bytes, int, np.integer)) or isinstance(u, bool):
-            raise TypeError(f"feature {key!r}: expected strings or integers, got {type(u).__name__} {u!r}")
-    return uniq
-
-
-def _token_strings(tokens):
-    return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in tokens]
-
-
-def _map_tokens(values, mapping):
-    return np.fromiter(map(mapping.__getitem__, values), dtype=np.int64, count=len(values))
-
-
 class CategoricalColumn:
-    """Base of the id-producing columns. ``ids(values)`` maps raw values (an array, or a flat list
-    of tokens on the fast path) to int64 ids; -1 means dropped."""
+    """Base of the id-producing columns. ``ids(values)`` maps an array of raw values to int64 ids;
+    -1 means dropped. ``token_ids(tokens)`` does the same for a flat :class:`~minirnn.inputs.Tokens`
+    (the ragged fast path), where padding ('' and b'', or the integer -1) gets -1."""
 
     sequence = False
     num_buckets = 0
-    CACHE_LIMIT = 1 << 20          # distinct tokens remembered by the string columns' fast path
-
-    def _ids_of_tokens(self, values):
-        """Fast path for a flat list of tokens: one dict lookup per token once a token was seen;
-        new tokens are mapped in one vectorised call (``_ids_of_new``) and remembered."""
-        cache = self.__dict__.setdefault("_token_cache", {"": -1, b"": -1})
-        try:
-            return _map_tokens(values, cache)
-        except KeyError:
-            pass
-        except TypeError:
-            raise TypeError(f"feature {self.key!r}: expected strings or integers per step") from None
-        new = [u for u in _unique_tokens(self.key, values) if u not in cache]
-        if len(cache) + len(new) > self.CACHE_LIMIT:
-            cache.clear()
-            cache.update({"": -1, b"": -1})
-        cache.update(zip(new, self._ids_of_new(_token_strings(new))))
-        return _map_tokens(values, cache)
 
     @property
     def name(self):
@@ -109,23 +74,45 @@ class CategoricalColumn:
     def ids(self, values):
         raise NotImplementedError
 
+    def token_ids(self, tokens):
+        values = tokens.array(self.key)
+        ids = np.full(len(values), -1, dtype=np.int64)
+        keep = ~_is_padding(values)
+        if keep.any():
+            ids[keep] = self.ids(values[keep])
+        return ids
+
     def spec(self):
         """A JSON-able description (what a checkpoint or export stores)."""
         raise NotImplementedError
 
 
+def _token_text(key, value):
+    """One categorical value as str: integers as decimal strings (as TF hashes them), bytes as UTF-8."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"feature {key!r}: {value!r} is not UTF-8 text") from None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    raise TypeError(f"feature {key!r}: expected strings or integers, got {type(value).__name__} {value!r}")
+
+
 def _as_strings(key, values):
+    """Categorical values -> an array of str of the same shape (object arrays stay object arrays:
+    NumPy's fixed-width str would drop trailing NUL characters)."""
     values = np.asarray(values)
     if values.dtype.kind in "iu":
         return values.astype(str)                    # TF hashes integers as their decimal strings
-    if values.dtype.kind == "S":
-        return np.char.decode(values, "utf-8")
-    if values.dtype.kind in "UO":
-        if values.dtype.kind == "O" and not all(isinstance(v, (str, bytes)) for v in values.ravel()):
-            bad = next(v for v in values.ravel() if not isinstance(v, (str, bytes)))
-            raise TypeError(f"feature {key!r}: expected strings or integers, got {type(bad).__name__} {bad!r}")
-        return np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in values.ravel()],
-                        dtype=str).reshape(values.shape)
+    if values.dtype.kind == "U":
+        return values
+    if values.dtype.kind in "SO":
+        out = np.empty(values.size, dtype=object)
+        out[:] = [_token_text(key, v) for v in values.ravel()]
+        return out.reshape(values.shape)
     raise TypeError(f"feature {key!r}: expected strings or integers, got dtype {values.dtype}")
 
 
@@ -165,13 +152,14 @@ class HashBucketColumn(CategoricalColumn):
     def ids(self, values):
         from .kernels.farmhash import fingerprint64
         if isinstance(values, list):
-            return self._ids_of_tokens(values)
+            return self.token_ids(Tokens(values))
         strings = _as_strings(self.key, values)
         return (fingerprint64(strings.ravel()) % np.uint64(self.num_buckets)).astype(np.int64).reshape(strings.shape)
 
-    def _ids_of_new(self, strings):
-        from .kernels.farmhash import fingerprint64
-        return (fingerprint64(strings) % np.uint64(self.num_buckets)).astype(np.int64).tolist()
+    def token_ids(self, tokens):
+        from .kernels.tokens import hash_bucket_ids
+        padding = tokens.encoded(self.key)[3]
+        return hash_bucket_ids(tokens.fingerprints(self.key), padding, self.num_buckets)
 
     def spec(self):
         return {"type": "hash_bucket", "key": self.key, "hash_bucket_size": self.num_buckets,
@@ -200,7 +188,7 @@ class VocabularyColumn(CategoricalColumn):
 
     def ids(self, values):
         if isinstance(values, list) and not self._numeric:
-            return self._ids_of_tokens(values)
+            return self.token_ids(Tokens(values))
         values = np.asarray(values)
         if self._numeric:
             if values.dtype.kind not in "iu":
@@ -213,24 +201,33 @@ class VocabularyColumn(CategoricalColumn):
         missing = found < 0
         if self.num_oov_buckets and np.any(missing):
             from .kernels.farmhash import fingerprint64
-            oov = fingerprint64(uniq[missing].astype(str)) % np.uint64(self.num_oov_buckets)
+            oov = fingerprint64(uniq[missing]) % np.uint64(self.num_oov_buckets)
             found[missing] = len(self.vocabulary) + oov.astype(np.int64)
         elif np.any(missing):
             found[missing] = self.default_value
         return found[inverse].reshape(keys.shape)
 
-    def _ids_of_new(self, strings):
-        ids = [self._lookup.get(t, -1) for t in strings]
-        if self.num_oov_buckets:
-            from .kernels.farmhash import fingerprint64
-            missing = [k for k, i in enumerate(ids) if i < 0]
-            if missing:
-                oov = fingerprint64([strings[k] for k in missing]) % np.uint64(self.num_oov_buckets)
-                for k, b in zip(missing, oov.tolist()):
-                    ids[k] = len(self.vocabulary) + b
-        else:
-            ids = [i if i >= 0 else self.default_value for i in ids]
-        return ids
+    def token_ids(self, tokens):
+        if self._numeric:
+            return super().token_ids(tokens)
+        from .kernels.tokens import vocabulary_ids
+        buf, starts, ends, padding = tokens.encoded(self.key)
+        table, keys = self._table()
+        return vocabulary_ids(buf, starts, ends, tokens.fingerprints(self.key), padding, table, keys,
+                              len(self.vocabulary), self.num_oov_buckets, self.default_value)
+
+    def _table(self):
+        """(table, keys): the vocabulary's string entries in a Numba hash table (kernels/tokens.py),
+        built on first use."""
+        if "_token_table" not in self.__dict__:
+            from .kernels.farmhash import pack
+            from .kernels.tokens import build_table, hash_spans
+            # tokens are compared as strings (integers as decimal strings), so only str entries can match
+            index = np.array([i for i, v in enumerate(self.vocabulary) if isinstance(v, str)], dtype=np.int64)
+            keys, offsets = pack([self.vocabulary[i] for i in index])
+            starts, ends = offsets[:-1], offsets[1:]
+            self._token_table = (build_table(keys, starts, ends, hash_spans(keys, starts, ends), index), keys)
+        return self._token_table
 
     def spec(self):
         return {"type": "vocabulary", "key": self.key, "vocabulary": self.vocabulary, "file": self.file,

@@ -47,8 +47,30 @@ def _feature(features, key, where):
     return features[key]
 
 
+def _steps_differ(first, mask, key, step_mask):
+    """The error for two sequence features of one batch whose valid steps differ."""
+    if step_mask.shape[0] != mask.shape[0]:
+        return ValueError(f"sequence features {first!r} and {key!r} have different batch sizes: "
+                          f"{mask.shape[0]} and {step_mask.shape[0]} examples")
+    n_first, n_key = mask.sum(axis=1), step_mask.sum(axis=1)
+    if np.any(n_first != n_key):
+        b = int(np.argmax(n_first != n_key))
+        return ValueError(f"sequence features {first!r} and {key!r} have different lengths: example {b} has "
+                          f"{n_first[b]} steps in {first!r} and {n_key[b]} in {key!r}; every sequence feature "
+                          "of an example must have the same number of steps")
+    if step_mask.shape != mask.shape:
+        return ValueError(f"sequence features {first!r} and {key!r} are padded to different numbers of steps "
+                          f"({mask.shape[1]} and {step_mask.shape[1]}) although their lengths agree: pad every "
+                          "sequence feature of a batch to the same number of steps")
+    b = int(np.argmax(np.any(step_mask != mask, axis=1)))
+    return ValueError(f"sequence features {first!r} and {key!r} have different valid steps in example {b}")
+
+
 class _Embeddings:
-    """Embedding tables of the embedding columns, their lookups and their sparse gradients."""
+    """Embedding tables of the embedding columns, their lookups and their sparse gradients.
+
+    A lookup returns what the column's backward needs; the layer stores it with ``save`` only once
+    its whole forward has succeeded, so a failed forward leaves the last good state in place."""
 
     def __init__(self, columns, scope, seed, dtype):
         self.columns = [c for c in columns if isinstance(c, fc.EmbeddingColumn)]
@@ -66,17 +88,23 @@ class _Embeddings:
     def trainable(self):
         return [c.trainable for c in self.columns]
 
+    def save(self, saved):
+        self._cache = saved
+
+    def _clip(self, column, vectors):
+        """max_norm: each looked-up vector scaled by min(1, max_norm / |v|); returns (vectors, scale)."""
+        if column.max_norm is None:
+            return vectors, None
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        scale = np.minimum(1.0, column.max_norm / np.maximum(norms, 1e-30)).astype(self.dtype)
+        return vectors * scale, scale
+
     def lookup(self, column, ids, present, weights=None):
-        """ids [..., k] (present marks real ids) -> combined vectors [..., dimension]."""
+        """ids [..., k] (present marks real ids) -> (combined vectors [..., dimension], saved)."""
         table = self.tables[column.name]
         w = present.astype(self.dtype) if weights is None else np.where(present, weights, 0).astype(self.dtype)
         safe = np.where(present, ids, 0)
-        vectors = table[safe]                                          # [..., k, dim]
-        scale = None
-        if column.max_norm is not None:                                # clip each looked-up vector
-            norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-            scale = np.minimum(1.0, column.max_norm / np.maximum(norms, 1e-30)).astype(self.dtype)
-            vectors = vectors * scale
+        vectors, scale = self._clip(column, table[safe])               # [..., k, dim]
         total = w.sum(axis=-1, keepdims=True)
         if column.combiner == "sum":
             coef = w
@@ -85,22 +113,40 @@ class _Embeddings:
         else:                                                          # sqrtn
             coef = w / np.sqrt(np.where(np.sum(w * w, axis=-1, keepdims=True) > 0, np.sum(w * w, axis=-1, keepdims=True), 1))
         out = np.einsum("...k,...kd->...d", coef, vectors)
-        self._cache[column.name] = (safe, present, coef, scale, table[safe] if scale is not None else None)
-        return out.astype(self.dtype)
+        saved = ("combined", safe, present, coef, scale, table[safe] if scale is not None else None)
+        return out.astype(self.dtype), saved
+
+    def lookup_one(self, column, positions, ids, out):
+        """One id per output row, no weights: out[positions] = the table rows of ids [N] (ids >= 0);
+        out [R, dimension], its other rows are left as they are. Returns saved.
+
+        A combiner over a single id is the identity (mean and sqrtn divide by 1), so the table rows
+        are gathered directly, without the combiner's weights."""
+        raw = np.take(self.tables[column.name], ids, axis=0)            # [N, dim]
+        vectors, scale = self._clip(column, raw)
+        out[positions] = vectors
+        return ("one", ids, positions, scale, raw if scale is not None else None)
 
     def backward(self, column, d_out):
         """Sparse gradient of the table from d_out [..., dimension]."""
-        safe, present, coef, scale, raw = self._cache[column.name]
-        d_vec = coef[..., None] * d_out[..., None, :]                  # [..., k, dim]
+        saved = self._cache[column.name]
+        if saved[0] == "one":                                          # one id per output row
+            _, ids, positions, scale, raw = saved
+            d_vec = d_out.reshape(-1, column.dimension)[positions]     # [N, dim]
+        else:                                                          # combined: d v_k = coef_k * d_out
+            _, safe, present, coef, scale, raw = saved
+            d_vec = coef[..., None] * d_out[..., None, :]              # [..., k, dim]
         if scale is not None:                                          # through v * min(1, m / |v|)
             clipped = scale[..., 0] < 1
             norm2 = np.sum(raw * raw, axis=-1, keepdims=True)
             proj = np.sum(raw * d_vec, axis=-1, keepdims=True) / np.maximum(norm2, 1e-30)
             d_vec = np.where(clipped[..., None], scale * (d_vec - proj * raw), d_vec)
-        ids, grads = safe[present], d_vec[present]
+        if saved[0] != "one":                                          # keep the real ids only
+            ids, d_vec = safe[present], d_vec[present]
+        # sum the gradients of repeated ids into one row each
         rows, inverse = np.unique(ids, return_inverse=True)
         values = np.zeros((len(rows), column.dimension), dtype=self.dtype)
-        np.add.at(values, inverse.ravel(), grads)
+        np.add.at(values, inverse.ravel(), d_vec)
         return SparseRows(rows, values, self.tables[column.name].shape)
 
 
@@ -152,48 +198,79 @@ class SequenceFeatures(_FeatureLayer):
                                  f"{lengths.dtype} {lengths.shape}")
         return mask, lengths
 
+    def _categorical_ids(self, c, raw, mask_in, lengths_in, flattened):
+        """-> (present [B, T, k], ids [N] of the present values in row-major order, step mask [B, T]).
+        Values whose id is -1 (padding, or a default of -1) are not present; the step still counts."""
+        flat = None
+        if isinstance(raw, (list, tuple)):
+            if id(raw) not in flattened:
+                flattened[id(raw)] = ragged_tokens(raw)
+            flat = flattened[id(raw)]
+        if flat is not None:                    # ragged, one value per step: the flat tokens
+            tokens, step_mask = flat
+            ids = c.categorical.token_ids(tokens)
+            present = step_mask.copy()
+            present[step_mask] = ids >= 0
+            return present[..., None], ids[ids >= 0], step_mask
+        values, present, step_mask = parse_sequence(c.key, raw, 1, True, lengths_in, mask_in)
+        ids = c.categorical.ids(values[present]) if present.any() else np.zeros(0, dtype=np.int64)
+        present[present] = ids >= 0
+        return present, ids[ids >= 0], step_mask
+
     def forward(self, features):
         mask_in, lengths_in = self._batch_mask(features)
-        parts, mask, first = [], None, None
+        flattened = {}                          # id(raw) -> the ragged list flattened once, for all its columns
+        x, mask, first, start, saved = None, None, None, 0, {}
         for c in self.columns:
             raw = _feature(features, c.key, "sequence features")
-            categorical = not isinstance(c, fc.NumericColumn)
-            if categorical:
-                fast = ragged_tokens(raw) if isinstance(raw, (list, tuple)) else None
-                if fast is not None:                   # one value per step: flatten the batch once
-                    tokens, rows, steps, step_mask = fast
-                    ids = np.full(step_mask.shape + (1,), -1, dtype=np.int64)
-                    ids[rows, steps, 0] = c.categorical.ids(tokens)
-                    present = ids >= 0
-                else:
-                    values, present, step_mask = parse_sequence(c.key, raw, 1, True, lengths_in, mask_in)
-                    ids = np.full(values.shape, -1, dtype=np.int64)
-                    if present.any():
-                        ids[present] = c.categorical.ids(values[present])
-                present = present & (ids >= 0)                       # -1 (default) ids are dropped
-                if isinstance(c, fc.EmbeddingColumn):
-                    dense = self.embeddings.lookup(c, ids, present)
-                else:
-                    dense = np.zeros(ids.shape[:2] + (c.width,), dtype=self.dtype)
-                    b, t, _ = np.nonzero(present)
-                    np.add.at(dense, (b, t, ids[present]), 1.0)
-            else:
+            # parse and check the column's values
+            if isinstance(c, fc.NumericColumn):
                 fill = 0.0 if c.default_value is None else c.default_value
                 values, present, step_mask = parse_sequence(c.key, raw, c.width, False, lengths_in, mask_in, fill)
                 values = np.array(values, dtype=np.float64)
                 values[present] = c.values(values[present])
-                dense = np.where(present, values, fill).astype(self.dtype)
+            else:
+                present, ids, step_mask = self._categorical_ids(c, raw, mask_in, lengths_in, flattened)
+            # every column must have the steps of the first
             if mask is None:
                 mask, first = step_mask, c.key
+                x = np.zeros(mask.shape + (self.output_dim,), dtype=self.dtype)
             elif step_mask.shape != mask.shape or not np.array_equal(step_mask, mask):
-                rows = (np.arange(mask.shape[0]) if step_mask.shape != mask.shape else
-                        np.nonzero(np.any(step_mask != mask, axis=1))[0])
-                raise ValueError(f"sequence features {first!r} and {c.key!r} have different lengths "
-                                 f"(first in example {rows[0] if len(rows) else 0}): every sequence feature of "
-                                 "an example must have the same number of steps")
-            parts.append(dense)
-        self._widths = [p.shape[-1] for p in parts]
-        return np.concatenate(parts, axis=-1), mask
+                raise _steps_differ(first, mask, c.key, step_mask)
+            # write the column's dense values into its slice of x [B, T, width]
+            end = start + c.width
+            if isinstance(c, fc.NumericColumn):
+                x[..., start:end] = np.where(present, values, fill)
+            elif isinstance(c, fc.EmbeddingColumn) and present.shape[-1] == 1:
+                steps = np.flatnonzero(present)              # the steps (rows of x as [B * T, Ds]) with an id
+                out = x.reshape(-1, self.output_dim)[:, start:end]
+                saved[c.name] = self.embeddings.lookup_one(c, steps, ids, out)
+            elif isinstance(c, fc.EmbeddingColumn):
+                padded = np.full(present.shape, -1, dtype=np.int64)
+                padded[present] = ids
+                combined, saved[c.name] = self.embeddings.lookup(c, padded, present)
+                x[..., start:end] = combined
+            else:                                            # indicator: counts of each id
+                b, t, _ = np.nonzero(present)
+                np.add.at(x[..., start:end], (b, t, ids), 1.0)
+            start = end
+        self.embeddings.save(saved)
+        self._widths = [c.width for c in self.columns]
+        return x, mask
+
+
+def _context_array(key, raw):
+    """A context feature as an array [batch, ...], or an error naming it."""
+    try:
+        raw = np.asarray(raw)
+    except ValueError:                              # numpy refuses rows of unequal lengths
+        raise ValueError(f"feature {key!r}: rows of different lengths; a context feature must be an array "
+                         "[batch] or [batch, k] (pad categorical rows with '' or -1)") from None
+    if raw.ndim == 0:
+        raise ValueError(f"feature {key!r}: expected one value (or row) per example, got a scalar")
+    if raw.shape[0] == 0:
+        raise ValueError(f"feature {key!r}: empty batch")
+    return raw
 
 
 class ContextFeatures(_FeatureLayer):
@@ -203,14 +280,14 @@ class ContextFeatures(_FeatureLayer):
         super().__init__(columns, False, "context_feature_columns", "dense_features", seed, dtype)
 
     def forward(self, features):
-        parts, B = [], None
+        parts, B, first, saved = [], None, None, {}
         for c in self.columns:
-            raw = np.asarray(_feature(features, c.key, "context features"))
-            if raw.ndim == 0:
-                raise ValueError(f"feature {c.key!r}: expected one value (or row) per example, got a scalar")
-            B = raw.shape[0] if B is None else B
+            raw = _context_array(c.key, _feature(features, c.key, "context features"))
+            if B is None:
+                B, first = raw.shape[0], c.key
             if raw.shape[0] != B:
-                raise ValueError(f"feature {c.key!r}: {raw.shape[0]} examples, other features have {B}")
+                raise ValueError(f"feature {c.key!r}: {raw.shape[0]} examples, but feature {first!r} has {B}: "
+                                 "every feature of a batch needs one row per example")
             if isinstance(c, fc.NumericColumn):
                 values = c.values(raw).reshape(B, -1)
                 if values.shape[1] != c.width:
@@ -229,16 +306,23 @@ class ContextFeatures(_FeatureLayer):
             present &= ids >= 0
             weights = None
             if isinstance(cat, fc.WeightedCategoricalColumn):
-                weights = np.asarray(_feature(features, cat.weight_key, "context features"), dtype=np.float64).reshape(B, -1)
+                weights = _context_array(cat.weight_key, _feature(features, cat.weight_key, "context features"))
+                if weights.dtype.kind not in "biuf":
+                    raise TypeError(f"feature {cat.weight_key!r}: weights must be numbers, got dtype {weights.dtype}")
+                weights = weights.astype(np.float64).reshape(weights.shape[0], -1)
+                if not np.all(np.isfinite(weights)):
+                    raise ValueError(f"feature {cat.weight_key!r}: contains NaN or inf")
                 if weights.shape != ids.shape:
                     raise ValueError(f"feature {cat.weight_key!r}: weights {weights.shape} must match the ids of "
                                      f"{cat.key!r} {ids.shape}")
             if isinstance(c, fc.EmbeddingColumn):
-                parts.append(self.embeddings.lookup(c, ids, present, weights))
+                combined, saved[c.name] = self.embeddings.lookup(c, ids, present, weights)
+                parts.append(combined)
             else:
                 dense = np.zeros((B, c.width), dtype=self.dtype)
                 rows = np.nonzero(present)[0]
                 np.add.at(dense, (rows, ids[present]), 1.0 if weights is None else weights[present])
                 parts.append(dense)
+        self.embeddings.save(saved)
         self._widths = [p.shape[-1] for p in parts]
         return np.concatenate(parts, axis=-1)

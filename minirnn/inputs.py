@@ -29,8 +29,15 @@ def _is_padding(values):
     if values.dtype.kind in "iu":
         return values == -1
     if values.dtype.kind in "USO":
-        return np.array([v in ("", b"") for v in values.ravel()], dtype=bool).reshape(values.shape)
+        return np.array([_is_pad(v) for v in values.ravel()], dtype=bool).reshape(values.shape)
     return np.zeros(values.shape, dtype=bool)
+
+
+def _is_pad(value):
+    """TF's ignore values of categorical inputs: '' and b'' for strings, -1 for integers."""
+    if isinstance(value, (str, bytes)):
+        return not value
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value == -1
 
 
 def parse_sequence(key, raw, width=1, categorical=False, lengths=None, mask=None, fill=0.0):
@@ -53,23 +60,106 @@ def parse_sequence(key, raw, width=1, categorical=False, lengths=None, mask=None
 def ragged_tokens(raw):
     """Fast path for a ragged categorical feature with one value per step: flatten the batch once.
 
-    Returns (tokens: flat list, rows, steps, mask [B, T]) or None when ``raw`` is not a non-empty list
-    of sequences of scalars (then :func:`parse_sequence` handles it, with its checks and messages).
+    Returns (Tokens of the flat values, mask [B, T]) or None when ``raw`` is not a non-empty list of
+    sequences of scalars (then :func:`parse_sequence` handles it, with its checks and messages).
     """
-    if not isinstance(raw, (list, tuple)) or not raw:
-        return None
+    if not isinstance(raw, (list, tuple)) or isinstance(raw, SparseInput) or not raw:
+        return None                                # (SparseInput is a tuple too)
+    if any(isinstance(seq, (str, bytes)) for seq in raw):
+        return None                                # a str is one value, not a sequence of characters
     try:
         lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
     except TypeError:
         return None
-    tokens = list(chain.from_iterable(raw))
-    if not tokens or isinstance(tokens[0], (list, tuple, np.ndarray)):
+    values = list(chain.from_iterable(raw))
+    if not values or isinstance(values[0], (list, tuple, np.ndarray)):
         return None
-    B, T = len(raw), int(lengths.max())
-    starts = np.cumsum(lengths) - lengths
-    rows = np.repeat(np.arange(B), lengths)
-    steps = np.arange(len(tokens)) - np.repeat(starts, lengths)
-    return tokens, rows, steps, np.arange(T)[None, :] < lengths[:, None]
+    return Tokens(values), np.arange(int(lengths.max()))[None, :] < lengths[:, None]
+
+
+class Tokens:
+    """A flat list of tokens (str, bytes or integers; one per step of a ragged batch), encoded once
+    for every column that reads it.
+
+    ``encoded(key)`` gives the tokens' UTF-8 bytes as one buffer with spans (integers as their
+    decimal strings, as TF hashes them) and the padding mask (TF's ignore values, which get no id:
+    '' and b'' for strings, -1 for integers); ``fingerprints(key)`` their FarmHash Fingerprint64.
+    ``key`` only names the feature in error messages.
+    """
+
+    def __init__(self, values):
+        self.values = values
+        self._encoded = self._fingerprints = None
+
+    def check(self, key):
+        """TypeError naming the feature unless every token is a str, bytes or (non-bool) integer."""
+        for kind in set(map(type, self.values)):
+            if not (issubclass(kind, (str, bytes, int, np.integer)) and not issubclass(kind, (bool, np.bool_))):
+                bad = next(v for v in self.values if type(v) is kind)
+                raise TypeError(f"feature {key!r}: expected strings or integers per step, got "
+                                f"{kind.__name__} {bad!r}")
+
+    def array(self, key):
+        """The checked tokens as a NumPy array (integers, or strings when any token is one)."""
+        self.check(key)
+        return np.asarray(self.values)
+
+    def encoded(self, key):
+        """(buf uint8, starts, ends, padding): token i is buf[starts[i]:ends[i]]."""
+        if self._encoded is None:
+            from .kernels.farmhash import pack
+            from .kernels.tokens import split_joined
+            values, ok = self.values, False
+            try:                                       # all str: join with NUL bytes, encode once
+                joined = "\x00".join(values)
+            except TypeError:
+                joined = None
+            if joined is not None and values:
+                buf = np.frombuffer(_utf8(key, joined), dtype=np.uint8)
+                starts, ends, ok = split_joined(buf, len(values))
+                padding = starts == ends
+            if not ok:                                 # other types, or a token holding a NUL
+                self.check(key)
+                strings = [v if isinstance(v, (str, bytes)) else str(int(v)) for v in values]
+                for v in strings:
+                    if isinstance(v, bytes) and not _is_utf8(v):
+                        raise ValueError(f"feature {key!r}: {v!r} is not UTF-8 text")
+                try:
+                    buf, offsets = pack(strings)
+                except UnicodeEncodeError as e:
+                    raise _not_utf8(key, e) from None
+                starts, ends = offsets[:-1], offsets[1:]
+                padding = np.fromiter(map(_is_pad, values), dtype=bool, count=len(values))
+            self._encoded = (buf, starts, ends, padding)
+        return self._encoded
+
+    def fingerprints(self, key):
+        """FarmHash Fingerprint64 of each token's UTF-8 bytes: uint64 [N]."""
+        if self._fingerprints is None:
+            from .kernels.tokens import hash_spans
+            buf, starts, ends, _ = self.encoded(key)
+            self._fingerprints = hash_spans(buf, starts, ends)
+        return self._fingerprints
+
+
+def _is_utf8(data):
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _utf8(key, text):
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _not_utf8(key, e) from None
+
+
+def _not_utf8(key, error):
+    return ValueError(f"feature {key!r}: a token cannot be encoded as UTF-8 ({error.reason}: "
+                      f"{error.object[error.start:error.end]!r})")
 
 
 def _check_categorical(key, arr):
@@ -77,10 +167,10 @@ def _check_categorical(key, arr):
         raise TypeError(f"feature {key!r}: expected strings or integers, got dtype {np.asarray(arr).dtype}")
 
 
-def _empty_values(shape, categorical, sample, fill):
+def _empty_values(shape, categorical, strings, fill):
+    """Padding to fill in: '' (object array) or -1 for categorical values, ``fill`` for numbers."""
     if categorical:
-        dtype = np.asarray(sample).dtype if sample is not None and np.asarray(sample).size else np.int64
-        return np.full(shape, "" if dtype.kind in "USO" else -1, dtype=object if dtype.kind in "USO" else np.int64)
+        return np.full(shape, "", dtype=object) if strings else np.full(shape, -1, dtype=np.int64)
     return np.full(shape, fill, dtype=np.float64)
 
 
@@ -90,7 +180,11 @@ def _parse_ragged(key, raw, width, categorical, fill):
         raise ValueError(f"feature {key!r}: empty batch")
     seqs = []
     for b, seq in enumerate(raw):
-        arr = np.asarray(seq, dtype=object if categorical and _has_strings(seq) else None)
+        try:
+            arr = np.asarray(seq, dtype=object if categorical and _has_strings(seq) else None)
+        except ValueError:                         # numpy refuses nested lists of unequal lengths
+            raise ValueError(f"feature {key!r}, example {b}: its steps have different numbers of values; "
+                             f"expected shape [steps{'' if width == 1 else f', {width}'}]") from None
         if arr.ndim == 0:
             raise ValueError(f"feature {key!r}, example {b}: expected a sequence, got a scalar {seq!r}")
         if not categorical and arr.dtype.kind not in "iufb":
@@ -110,8 +204,8 @@ def _parse_ragged(key, raw, width, categorical, fill):
     k = max(s.shape[1] for s in seqs) if categorical else width
     if T == 0:
         raise ValueError(f"feature {key!r}: every sequence in the batch is empty")
-    sample = next((s for s in seqs if s.size), None)
-    values = _empty_values((B, T, k), categorical, sample, fill)
+    strings = any(s.size and s.dtype.kind in "USO" for s in seqs)
+    values = _empty_values((B, T, k), categorical, strings, fill)
     present = np.zeros((B, T, k), dtype=bool)
     for b, s in enumerate(seqs):
         values[b, :s.shape[0], :s.shape[1]] = s
@@ -123,8 +217,12 @@ def _parse_ragged(key, raw, width, categorical, fill):
 
 
 def _has_strings(seq):
-    flat = np.asarray(seq, dtype=object).ravel()
-    return flat.size > 0 and isinstance(flat[0], (str, bytes))
+    """Whether a ragged example holds any str or bytes (it then stays an object array)."""
+    try:
+        flat = np.asarray(seq, dtype=object).ravel()
+    except ValueError:
+        return False
+    return any(isinstance(v, (str, bytes)) for v in flat)
 
 
 def _parse_padded(key, raw, width, categorical, lengths, mask):
@@ -150,6 +248,10 @@ def _parse_padded(key, raw, width, categorical, lengths, mask):
     if mask is not None:
         step_mask = mask
     elif lengths is not None:
+        if lengths.shape == (B,) and np.any(lengths > T):
+            b = int(np.argmax(lengths > T))
+            raise ValueError(f"feature {key!r}: sequence length {lengths[b]} of example {b} is more than the "
+                             f"{T} steps of the padded array {raw.shape}")
         step_mask = np.arange(T)[None, :] < lengths[:, None]
     elif categorical:                                   # TF: padding is -1 / '', length = last real + 1
         any_step = present.any(axis=2)
@@ -158,8 +260,8 @@ def _parse_padded(key, raw, width, categorical, lengths, mask):
     else:
         step_mask = np.ones((B, T), dtype=bool)
     if step_mask.shape != (B, T):
-        raise ValueError(f"feature {key!r}: the sequence mask/lengths cover {step_mask.shape}, the feature is "
-                         f"[{B}, {T}, ...]")
+        raise ValueError(f"feature {key!r}: the batch's sequence mask / lengths cover [examples, steps] = "
+                         f"{list(step_mask.shape)}, the padded feature has {list(raw.shape)}")
     present &= step_mask[:, :, None]
     return arr, present, step_mask
 
@@ -167,21 +269,26 @@ def _parse_padded(key, raw, width, categorical, lengths, mask):
 def _parse_sparse(key, raw, width, categorical, fill):
     indices = np.asarray(raw.indices)
     values = np.asarray(raw.values)
-    shape = tuple(int(d) for d in np.asarray(raw.dense_shape))
-    if indices.ndim != 2 or indices.shape[1] not in (2, 3) or len(shape) != indices.shape[1]:
-        raise ValueError(f"feature {key!r}: SparseInput indices must be [N, 2] or [N, 3] matching dense_shape, "
-                         f"got indices {indices.shape} and dense_shape {shape}")
-    if categorical:
+    dense_shape = np.asarray(raw.dense_shape)
+    if dense_shape.ndim != 1 or dense_shape.dtype.kind not in "iu":
+        raise ValueError(f"feature {key!r}: SparseInput dense_shape must be 2 or 3 integers, got {raw.dense_shape!r}")
+    shape = tuple(int(d) for d in dense_shape)
+    if indices.ndim != 2 or indices.shape[1] not in (2, 3) or len(shape) != indices.shape[1] or \
+            (indices.size and indices.dtype.kind not in "iu"):
+        raise ValueError(f"feature {key!r}: SparseInput indices must be integers [N, 2] or [N, 3] matching "
+                         f"dense_shape, got indices {indices.dtype} {indices.shape} and dense_shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"feature {key!r}: empty batch")
+    if values.size and categorical:                     # (an empty list of values has no dtype to check)
         _check_categorical(key, values)
-    elif values.dtype.kind not in "iufb":
+    elif values.size and values.dtype.kind not in "iufb":
         raise TypeError(f"feature {key!r}: expected numbers, got dtype {values.dtype}")
     if values.shape != (indices.shape[0],):
         raise ValueError(f"feature {key!r}: SparseInput has {indices.shape[0]} indices but values of shape {values.shape}")
     if indices.size and (indices.min() < 0 or np.any(indices.max(axis=0) >= np.array(shape))):
         raise ValueError(f"feature {key!r}: SparseInput indices outside dense_shape {shape}")
+    indices = indices.astype(np.int64)
     B = shape[0]
-    if B == 0:
-        raise ValueError(f"feature {key!r}: empty batch")
     rows, cols = indices[:, 0], indices[:, 1]
     if not categorical and width > 1 and indices.shape[1] == 2:   # TF flattens [T, k] numerics into T*k
         steps, slots, T = cols // width, cols % width, -(-shape[1] // width)
@@ -190,7 +297,7 @@ def _parse_sparse(key, raw, width, categorical, fill):
     k = width if not categorical else (shape[2] if len(shape) == 3 else 1)
     if T == 0:
         raise ValueError(f"feature {key!r}: empty sequences (dense_shape {shape})")
-    out = _empty_values((B, T, k), categorical, values, fill)
+    out = _empty_values((B, T, k), categorical, values.dtype.kind in "USO", fill)
     present = np.zeros((B, T, k), dtype=bool)
     out[rows, steps, slots] = values
     present[rows, steps, slots] = True

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from minirnn import feature_column as fc
 from minirnn import optimizers as O
 from minirnn.features import ContextFeatures, SequenceFeatures
-from minirnn.inputs import SparseInput
+from minirnn.inputs import SparseInput, ragged_tokens
 
 TF = json.load(open(os.path.join(os.path.dirname(__file__), "data", "tf_hash_buckets.json"), encoding="utf-8"))
 
@@ -146,7 +146,8 @@ def test_layer_errors_name_the_feature():
         fc.sequence_categorical_column_with_hash_bucket("b", 10), 2)], seed=0)
     with pytest.raises(KeyError, match=r"feature 'b' is missing; the batch has \['a'\]"):
         seq.forward({"a": [[1.0, 2.0]]})
-    with pytest.raises(ValueError, match=r"sequence features 'a' and 'b' have different lengths \(first in example 1\)"):
+    with pytest.raises(ValueError, match=r"sequence features 'a' and 'b' have different lengths: example 1 has "
+                                         r"1 steps in 'a' and 2 in 'b'"):
         seq.forward({"a": [[1.0, 2.0], [1.0]], "b": [["x", "y"], ["x", "y"]]})
     with pytest.raises(ValueError, match="feature 'a': contains NaN or inf"):
         seq.forward({"a": [[1.0, np.nan]], "b": [["x", "y"]]})
@@ -160,6 +161,115 @@ def test_layer_errors_name_the_feature():
         SequenceFeatures([fc.sequence_categorical_column_with_identity("c", 3)])
     with pytest.raises(ValueError, match="feature_columns must not be empty"):
         ContextFeatures([])
+
+
+# ---------------------------------------------------------------------------------------------
+# the ragged token fast path (Numba token table) against the array path and a plain-Python oracle
+# ---------------------------------------------------------------------------------------------
+
+VOCAB = ["a", "b", "w1", "été", "日本", "x" * 70, "7", ""]
+ODD_TOKENS = ["", "zz", "é", "\x00", "a\x00b", "b\x00", "y" * 65, "ü" * 20, "日本語" * 9, "a", "w1", "7",
+              b"w1", b"", "日本".encode(), 7, -1, 0, np.int64(7), np.str_("b")]
+tokens = st.one_of(st.sampled_from(ODD_TOKENS), st.text(max_size=20), st.text(max_size=8).map(str.encode),
+                   st.integers(-(2 ** 62), 2 ** 62))
+
+
+def _oracle_ids(column, token):
+    """TF's id of one token, written out in plain Python (-1: padding, no id)."""
+    from minirnn.kernels.farmhash import fingerprint64
+    if token in ("", b"") or (isinstance(token, (int, np.integer)) and token == -1):
+        return -1
+    text = token if isinstance(token, bytes) else str(int(token)) if isinstance(token, (int, np.integer)) else token
+    fp = int(fingerprint64([text])[0])
+    if isinstance(column, fc.HashBucketColumn):
+        return fp % column.num_buckets
+    key = text.decode("utf-8") if isinstance(text, bytes) else text
+    if key in column.vocabulary:
+        return column.vocabulary.index(key)
+    return len(column.vocabulary) + fp % column.num_oov_buckets if column.num_oov_buckets else column.default_value
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=st.lists(st.lists(tokens, min_size=1, max_size=6), min_size=1, max_size=4))
+def test_ragged_token_ids_equal_the_oracle_and_the_padded_path(batch):
+    cols = [fc.sequence_categorical_column_with_vocabulary_list("t", VOCAB, num_oov_buckets=3),
+            fc.sequence_categorical_column_with_vocabulary_list("t", VOCAB, default_value=2),
+            fc.sequence_categorical_column_with_hash_bucket("t", 11)]
+    flat = [t for seq in batch for t in seq]
+    for col in cols:
+        got = col.ids(flat)
+        assert got.tolist() == [_oracle_ids(col, t) for t in flat]
+    # the layer: ragged lists (fast path) == padded object array (array path) == nested ragged steps
+    layer_cols = [fc.embedding_column(cols[0], 3), fc.indicator_column(cols[2])]
+    T = max(map(len, batch))
+    padded = np.full((len(batch), T), "", dtype=object)
+    for b, seq in enumerate(batch):
+        padded[b, :len(seq)] = [t if isinstance(t, (str, bytes)) else "" if t == -1 else str(int(t)) for t in seq]
+    lengths = np.array([len(s) for s in batch])
+    forms = [{"t": batch}, {"t": padded, "sequence_length": lengths}, {"t": [[[t] for t in seq] for seq in batch]}]
+    outputs = [SequenceFeatures(layer_cols, seed=0).forward(f) for f in forms]
+    for x, mask in outputs[1:]:
+        np.testing.assert_array_equal(mask, outputs[0][1])
+        np.testing.assert_array_equal(x, outputs[0][0])
+
+
+def test_vocabulary_table_compares_bytes_when_fingerprints_collide():
+    from minirnn.kernels.farmhash import pack
+    from minirnn.kernels.tokens import build_table, vocabulary_ids
+    keys, offsets = pack(["a", "bb", "ccc"])
+    same = np.full(3, 12345, dtype=np.uint64)                          # every key on one fingerprint
+    table = build_table(keys, offsets[:-1], offsets[1:], same, np.array([4, 5, 6]))
+    buf, spans = pack(["ccc", "a", "zz", "bb", ""])
+    got = vocabulary_ids(buf, spans[:-1], spans[1:], np.full(5, 12345, dtype=np.uint64),
+                         np.array([False, False, False, False, True]), table, keys, 7, 0, -1)
+    assert got.tolist() == [6, 4, -1, 5, -1]                           # 'zz' collides but is not a key
+
+
+def test_ragged_fast_path_runs_and_shares_one_flattening(monkeypatch):
+    from minirnn import features
+    vocab = fc.embedding_column(
+        fc.sequence_categorical_column_with_vocabulary_list("tok", ["a", "b"], num_oov_buckets=2), 4)
+    hashed = fc.embedding_column(fc.sequence_categorical_column_with_hash_bucket("tok2", 5), 4)
+    batch = [["a", "b", "zz"], ["b"]]
+    expected = SequenceFeatures([vocab, hashed], seed=0).forward({"tok": batch, "tok2": [list(s) for s in batch]})
+    calls = []
+    monkeypatch.setattr(features, "parse_sequence", lambda *a, **k: pytest.fail("the general parser ran"))
+    monkeypatch.setattr(features, "ragged_tokens", lambda raw: calls.append(raw) or ragged_tokens(raw))
+    x, mask = SequenceFeatures([vocab, hashed], seed=0).forward({"tok": batch, "tok2": batch})
+    assert len(calls) == 1                                           # one list under two keys: flattened once
+    np.testing.assert_array_equal(x, expected[0])
+    np.testing.assert_array_equal(mask, expected[1])
+
+
+def test_ragged_integer_padding_and_strings_are_not_sequences():
+    ident = fc.indicator_column(fc.sequence_categorical_column_with_identity("t", 4))
+    layer = SequenceFeatures([ident])
+    flat, _ = layer.forward({"t": [[1, -1, 2]]})
+    nested, _ = layer.forward({"t": [[[1], [-1], [2]]]})
+    padded, _ = layer.forward({"t": np.array([[1, -1, 2]])})
+    np.testing.assert_array_equal(flat, nested)                      # -1 is padding in every form
+    np.testing.assert_array_equal(flat, padded)
+    np.testing.assert_array_equal(flat[0, 1], 0)
+    hashed = SequenceFeatures([fc.indicator_column(fc.sequence_categorical_column_with_hash_bucket("t", 3))])
+    with pytest.raises(ValueError, match=r"feature 't', example 0: expected a sequence, got a scalar 'ab'"):
+        hashed.forward({"t": ["ab", "cd"]})                          # not two sequences of characters
+
+
+@pytest.mark.parametrize("combiner,max_norm", [("mean", None), ("sqrtn", 0.4), ("sum", 0.5)])
+def test_one_id_per_step_gradient_matches_central_differences(combiner, max_norm):
+    col = fc.sequence_categorical_column_with_vocabulary_list("w", ["a", "b", "c"], num_oov_buckets=1)
+    layer = SequenceFeatures([fc.embedding_column(col, 3, combiner=combiner, max_norm=max_norm),
+                              fc.sequence_numeric_column("v")], seed=2, dtype="float64")
+    features = {"w": [["a", "zz", "a", ""], ["c", "b"]], "v": [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0]]}
+    weights = np.random.default_rng(1).standard_normal((2, 4, 4))
+
+    def loss():
+        return float(np.sum(layer.forward(features)[0] * weights))
+
+    loss()
+    (grad,) = layer.backward(weights)
+    assert grad.rows.tolist() == [0, 1, 2, 3]                        # '' is padding: no row
+    np.testing.assert_allclose(grad.to_dense(), central_difference(loss, layer.params()[0]), atol=1e-7)
 
 
 @settings(max_examples=40, deadline=None)
