@@ -131,7 +131,8 @@ WarmStartSettings.__doc__ = ("Warm start from a checkpoint file, a model_dir or 
 class SessionRunHook:
     """Called by ``train``: ``begin(estimator)``, ``before_step(step)`` and ``after_step(step, loss)``
     around each step (``step`` = global step after the step; return True to stop training), and
-    ``end(estimator)``."""
+    ``end(estimator)``. ``evaluate`` and ``predict`` call them too, with one step per batch (numbered
+    from 1; predict passes loss None); returning True stops after that batch."""
 
     def begin(self, estimator):
         pass
@@ -637,9 +638,15 @@ class _Estimator:
         ``exact_auc=True`` computes AUCs exactly instead of with TF's 200 thresholds."""
         if steps is not None and (not isinstance(steps, (int, np.integer)) or steps <= 0):
             raise ValueError(f"Must specify steps > 0, given: {steps}")
-        _check_hooks(hooks)
+        hooks = _check_hooks(hooks)
         net, step = self._network_for(checkpoint_path)
-        metrics = self._evaluate(net, input_fn, steps, exact_auc)
+        for hook in hooks:
+            hook.begin(self)
+        try:
+            metrics = self._evaluate(net, input_fn, steps, exact_auc, hooks)
+        finally:
+            for hook in hooks:
+                hook.end(self)
         metrics["global_step"] = np.int64(step)
         out_dir = self.eval_dir(name)
         os.makedirs(out_dir, exist_ok=True)
@@ -652,17 +659,22 @@ class _Estimator:
     def _evaluate_in_memory(self, input_fn, steps=None):
         return self._evaluate(self._network, input_fn, steps)
 
-    def _evaluate(self, net, input_fn, steps, exact_auc=False):
+    def _evaluate(self, net, input_fn, steps, exact_auc=False, hooks=()):
+        """Metrics over the batches; hooks see each batch as a step (its number, its loss) and may stop."""
         evaluator = self._head.metrics(exact_auc)
         count = 0
         for features, labels in batches(input_fn):
             if steps is not None and count >= steps:
                 break
+            for hook in hooks:
+                hook.before_step(count + 1)
             logits, mask = net.forward(features, training=False, initial_states=self._initial_states(features))
             y = self._labels(labels, mask)
-            evaluator.update(logits, y, self._head.weights(features),
-                             mask if net.model.return_sequences else None)
+            loss = evaluator.update(logits, y, self._head.weights(features),
+                                    mask if net.model.return_sequences else None)
             count += 1
+            if any([bool(hook.after_step(count, loss)) for hook in hooks]):
+                break
         if count == 0:
             raise ValueError("evaluate: input_fn produced no batch")
         return {k: np.float32(v) for k, v in self._metric_names(evaluator.result()).items()}
@@ -677,17 +689,30 @@ class _Estimator:
         """Yield predictions: one dict per example (TF's keys), or per batch with
         ``yield_single_examples=False``. With ``return_sequences``, per-step outputs are padded to the
         batch's length plus the mask key, or cut to each example's own length with ``trim_sequences``."""
-        _check_hooks(hooks)
+        hooks = _check_hooks(hooks)
         if isinstance(predict_keys, str):
             predict_keys = [predict_keys]
         if not callable(input_fn):
             raise TypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
         net, _ = self._network_for(checkpoint_path)      # fails now, not at the first next()
-        return self._predictions(net, input_fn, predict_keys, yield_single_examples, trim_sequences)
+        return self._predictions(net, input_fn, predict_keys, yield_single_examples, trim_sequences, hooks)
 
-    def _predictions(self, net, input_fn, predict_keys, yield_single_examples, trim_sequences):
+    def _predictions(self, net, input_fn, predict_keys, yield_single_examples, trim_sequences, hooks=()):
+        """Hooks see each batch as a step (loss None) and may stop the predictions."""
+        for hook in hooks:
+            hook.begin(self)
+        try:
+            yield from self._prediction_batches(net, input_fn, predict_keys, yield_single_examples, trim_sequences,
+                                                hooks)
+        finally:
+            for hook in hooks:
+                hook.end(self)
+
+    def _prediction_batches(self, net, input_fn, predict_keys, yield_single_examples, trim_sequences, hooks):
         mask_key = self._net_args.get("sequence_mask_key", "sequence_mask")
-        for features, _labels in batches(input_fn):
+        for number, (features, _labels) in enumerate(batches(input_fn), 1):
+            for hook in hooks:
+                hook.before_step(number)
             preds, mask = ex.predict_batch(self._kind, self._head, net, features, mask_key, self._prediction_options())
             if predict_keys is not None:
                 unknown = [k for k in predict_keys if k not in preds]
@@ -696,13 +721,16 @@ class _Estimator:
                 preds = {k: preds[k] for k in predict_keys}
             if not yield_single_examples:
                 yield preds
-                continue
-            B, T = mask.shape
-            per_step = {k for k, v in preds.items() if net.model.return_sequences and v.ndim >= 2 and
-                        v.shape[:2] == (B, T) and not k.startswith("all_")}
-            lengths = np.where(mask.any(axis=1), T - np.argmax(mask[:, ::-1], axis=1), 0)
-            for b in range(B):
-                yield {k: (v[b, :lengths[b]] if trim_sequences and k in per_step else v[b]) for k, v in preds.items()}
+            else:
+                B, T = mask.shape
+                per_step = {k for k, v in preds.items() if net.model.return_sequences and v.ndim >= 2 and
+                            v.shape[:2] == (B, T) and not k.startswith("all_")}
+                lengths = np.where(mask.any(axis=1), T - np.argmax(mask[:, ::-1], axis=1), 0)
+                for b in range(B):
+                    yield {k: (v[b, :lengths[b]] if trim_sequences and k in per_step else v[b])
+                           for k, v in preds.items()}
+            if any([bool(hook.after_step(number, None)) for hook in hooks]):
+                return
 
     def predict_proba(self, input_fn, checkpoint_path=None):
         """Class probabilities of every example as one array [N, n_classes] (or [N, T, n] with

@@ -517,3 +517,29 @@ def test_rnn_cell_fn_mixed_stack(tmp_path):
     assert "rnn_model/rnn/stacked_rnn_cells/gru_cell/kernel" in names
     assert clf.get_variable_value("rnn_model/rnn/stacked_rnn_cells/lstm_cell/kernel").shape == (6, 16)
     assert clf.get_variable_value("rnn_model/rnn/stacked_rnn_cells/gru_cell/bias").shape == (18,)
+
+
+def test_evaluate_and_predict_hooks_see_batches_and_may_stop(tmp_path):
+    seqs, labels = token_data(64)
+    clf = classifier(tmp_path)
+    clf.train(repeat_input(seqs, labels), steps=1)
+
+    class Recorder(minirnn.estimator.SessionRunHook):
+        def __init__(self, stop_at):
+            self.events, self.stop_at = [], stop_at
+
+        def begin(self, estimator):
+            self.events.append("begin")
+
+        def after_step(self, step, loss):
+            self.events.append((step, loss is None))
+            return step >= self.stop_at
+
+        def end(self, estimator):
+            self.events.append("end")
+    hook = Recorder(stop_at=2)
+    clf.evaluate(once_input(seqs, labels, batch_size=16), hooks=[hook])
+    assert hook.events == ["begin", (1, False), (2, False), "end"]
+    hook = Recorder(stop_at=1)
+    out = list(clf.predict(once_input(seqs, batch_size=16), hooks=[hook], yield_single_examples=False))
+    assert len(out) == 1 and hook.events == ["begin", (1, True), "end"]
