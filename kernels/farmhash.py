@@ -163,10 +163,11 @@ def _hash_long(buf, s, n):
 
 
 @kernel_jit
-def _fingerprints(buf, offsets):
-    out = np.empty(len(offsets) - 1, dtype=np.uint64)
-    for i in range(len(offsets) - 1):
-        s, n = offsets[i], offsets[i + 1] - offsets[i]
+def fingerprint_spans(buf, starts, ends):
+    """Fingerprint64 of each byte span buf[starts[i]:ends[i]]: uint64 [N]."""
+    out = np.empty(len(starts), dtype=np.uint64)
+    for i in range(len(starts)):
+        s, n = starts[i], ends[i] - starts[i]
         if n <= 16:
             out[i] = _hash_len0to16(buf, s, n)
         elif n <= 32:
@@ -190,4 +191,4 @@ def pack(strings):
 def fingerprint64(strings):
     """FarmHash Fingerprint64 of each string (str is hashed as UTF-8): uint64 array [n]."""
     buf, offsets = pack(strings)
-    return _fingerprints(np.ascontiguousarray(buf), offsets)
+    return fingerprint_spans(np.ascontiguousarray(buf), offsets[:-1], offsets[1:])

@@ -4,7 +4,7 @@ A batch of N tokens is one uint8 buffer of UTF-8 bytes; token i is ``buf[starts[
 Python list of str becomes such a buffer in one step, ``"\\x00".join(tokens).encode("utf-8")``, and
 :func:`split_joined` finds the spans. In UTF-8 a NUL byte encodes U+0000 and nothing else, so the
 split is exact unless a token contains U+0000; then the count differs, ``split_joined`` says so and
-the caller packs the tokens one by one. :func:`hash_spans` gives each token's FarmHash Fingerprint64
+the caller packs the tokens one by one. :func:`farmhash.fingerprint_spans` gives each token's FarmHash Fingerprint64
 (:mod:`farmhash`); :func:`hash_bucket_ids` its bucket, ``fingerprint % num_buckets``.
 
 Vocabulary table (:func:`build_table`, :func:`vocabulary_ids`): open addressing with linear probing
@@ -21,7 +21,6 @@ follow TF: out-of-vocabulary tokens go to ``vocabulary_size + fingerprint % num_
 import numpy as np
 
 from ._jit import kernel_jit
-from .farmhash import _hash_len0to16, _hash_len17to32, _hash_len33to64, _hash_long
 
 
 @kernel_jit
@@ -40,23 +39,6 @@ def split_joined(buf, count):
             k += 1
             s = i + 1
     return starts, ends, k == count
-
-
-@kernel_jit
-def hash_spans(buf, starts, ends):
-    """Fingerprint64 of each token buf[starts[i]:ends[i]]: uint64 [N]."""
-    out = np.empty(len(starts), dtype=np.uint64)
-    for i in range(len(starts)):
-        s, n = starts[i], ends[i] - starts[i]
-        if n <= 16:
-            out[i] = _hash_len0to16(buf, s, n)
-        elif n <= 32:
-            out[i] = _hash_len17to32(buf, s, n)
-        elif n <= 64:
-            out[i] = _hash_len33to64(buf, s, n)
-        else:
-            out[i] = _hash_long(buf, s, n)
-    return out
 
 
 @kernel_jit

@@ -59,8 +59,7 @@ _PARAMS = ("problem_type", "prediction_type", "sequence_feature_columns", "conte
 def _positive(name, value, allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
-        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    opt._check_positive(name, value)
     return float(value)
 
 

@@ -273,6 +273,12 @@ def _diff(a, b, path=""):
     return None if a == b else f"{path.rstrip('.')}: the checkpoint has {a!r}, this estimator {b!r}"
 
 
+def _row_lengths(mask):
+    """Each row's length: its last valid step + 1 (0 for a row with none)."""
+    T = mask.shape[1]
+    return np.where(mask.any(axis=1), T - np.argmax(mask[:, ::-1], axis=1), 0)
+
+
 def _comparable(spec):
     """The parts of a spec that must match to resume: not prediction options, not file locations."""
     def strip(value):
@@ -311,7 +317,7 @@ class _Estimator:
         self._sequence_columns = list(sequence_feature_columns or [])
         self._context_columns = list(context_feature_columns or [])
         self._optimizer_arg = optimizer
-        self._optimizer = copy.deepcopy(opt.get(optimizer) if not isinstance(optimizer, opt.Optimizer) else optimizer)
+        self._optimizer = copy.deepcopy(opt.get(optimizer))      # the estimator's own, even for an instance
         self._warm_start = warm_start_from
         self._network = self._new_network()             # validates the columns and the cells now
         self._global_step = 0
@@ -362,8 +368,8 @@ class _Estimator:
 
     def _spec(self):
         return {"kind": self._kind, "estimator": type(self).__name__, "head": self._head.get_config(),
-                "sequence_columns": [ex.column_spec(c) for c in self._network.sequence.columns],
-                "context_columns": [ex.column_spec(c) for c in self._network.context.columns]
+                "sequence_columns": [c.spec() for c in self._network.sequence.columns],
+                "context_columns": [c.spec() for c in self._network.context.columns]
                 if self._network.context else [],
                 "network": json.loads(json.dumps(self._net_args)),
                 "sequence_mask": self._net_args.get("sequence_mask_key", "sequence_mask"),
@@ -448,9 +454,7 @@ class _Estimator:
         if path is None:
             if not self._fresh:                          # model_dir emptied under us: start over
                 self._network, self._global_step, self._fresh = self._new_network(), 0, True
-                self._optimizer = copy.deepcopy(opt.get(self._optimizer_arg)
-                                                if not isinstance(self._optimizer_arg, opt.Optimizer)
-                                                else self._optimizer_arg)
+                self._optimizer = copy.deepcopy(opt.get(self._optimizer_arg))
             self._source = None
             return False
         identity = self._identity(path)
@@ -510,7 +514,7 @@ class _Estimator:
             B, T = mask.shape
             if len(labels) != B:
                 raise ValueError(f"labels: {len(labels)} label sequences for {B} examples")
-            lengths = np.where(mask.any(axis=1), T - np.argmax(mask[:, ::-1], axis=1), 0)
+            lengths = _row_lengths(mask)
             rows = [np.asarray(r) for r in labels]
             dtype = object if any(r.dtype.kind in "USO" for r in rows) else np.result_type(*[r.dtype for r in rows])
             padded = np.zeros((B, T), dtype=dtype) if dtype != object else np.full((B, T), "", dtype=object)
@@ -725,7 +729,7 @@ class _Estimator:
                 B, T = mask.shape
                 per_step = {k for k, v in preds.items() if net.model.return_sequences and v.ndim >= 2 and
                             v.shape[:2] == (B, T) and not k.startswith("all_")}
-                lengths = np.where(mask.any(axis=1), T - np.argmax(mask[:, ::-1], axis=1), 0)
+                lengths = _row_lengths(mask)
                 for b in range(B):
                     yield {k: (v[b, :lengths[b]] if trim_sequences and k in per_step else v[b])
                            for k, v in preds.items()}

@@ -65,27 +65,9 @@ def receiver_description(serving_input_receiver_fn):
 
 # ---- columns from their spec ------------------------------------------------------------------
 
-def _function_name(fn):
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def column_spec(column):
-    """A column's JSON spec, with callables named stably (module.qualname) instead of by address."""
-    spec = column.spec()
-
-    def fix(spec, col):
-        if spec.get("type") == "numeric":
-            spec["normalizer_fn"] = None if col.normalizer_fn is None else _function_name(col.normalizer_fn)
-        for key, attr in (("categorical", "categorical"), ("source", "source")):
-            if key in spec:
-                fix(spec[key], getattr(col, attr))
-        return spec
-    return fix(spec, column)
-
-
 def column_from_spec(spec, custom_objects=None):
-    """Rebuild a feature column from :func:`column_spec`. A ``normalizer_fn`` is looked up by its
-    recorded name in ``custom_objects`` (never imported or evaluated from the file)."""
+    """Rebuild a feature column from its ``spec()``. A ``normalizer_fn`` is looked up by its recorded
+    name (module.qualname) in ``custom_objects`` (never imported or evaluated from the file)."""
     kind, seq = spec["type"], spec.get("sequence", False)
     if kind == "numeric":
         fn = spec.get("normalizer_fn")

@@ -221,12 +221,13 @@ class VocabularyColumn(CategoricalColumn):
         built on first use."""
         if "_token_table" not in self.__dict__:
             from .kernels.farmhash import pack
-            from .kernels.tokens import build_table, hash_spans
+            from .kernels.farmhash import fingerprint_spans
+            from .kernels.tokens import build_table
             # tokens are compared as strings (integers as decimal strings), so only str entries can match
             index = np.array([i for i, v in enumerate(self.vocabulary) if isinstance(v, str)], dtype=np.int64)
             keys, offsets = pack([self.vocabulary[i] for i in index])
             starts, ends = offsets[:-1], offsets[1:]
-            self._token_table = (build_table(keys, starts, ends, hash_spans(keys, starts, ends), index), keys)
+            self._token_table = (build_table(keys, starts, ends, fingerprint_spans(keys, starts, ends), index), keys)
         return self._token_table
 
     def spec(self):
@@ -321,7 +322,8 @@ class NumericColumn:
 
     def spec(self):
         return {"type": "numeric", "key": self.key, "shape": list(self.shape), "default_value": self.default_value,
-                "sequence": self.sequence, "normalizer_fn": None if self.normalizer_fn is None else repr(self.normalizer_fn)}
+                "sequence": self.sequence, "normalizer_fn": None if self.normalizer_fn is None else
+                f"{getattr(self.normalizer_fn, '__module__', '?')}.{getattr(self.normalizer_fn, '__qualname__', '?')}"}
 
 
 def sequence_numeric_column(key, shape=(1,), default_value=0.0, dtype="float32", normalizer_fn=None):

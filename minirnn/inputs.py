@@ -136,9 +136,9 @@ class Tokens:
     def fingerprints(self, key):
         """FarmHash Fingerprint64 of each token's UTF-8 bytes: uint64 [N]."""
         if self._fingerprints is None:
-            from .kernels.tokens import hash_spans
+            from .kernels.farmhash import fingerprint_spans
             buf, starts, ends, _ = self.encoded(key)
-            self._fingerprints = hash_spans(buf, starts, ends)
+            self._fingerprints = fingerprint_spans(buf, starts, ends)
         return self._fingerprints
 
 

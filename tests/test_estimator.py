@@ -543,3 +543,16 @@ def test_evaluate_and_predict_hooks_see_batches_and_may_stop(tmp_path):
     hook = Recorder(stop_at=1)
     out = list(clf.predict(once_input(seqs, batch_size=16), hooks=[hook], yield_single_examples=False))
     assert len(out) == 1 and hook.events == ["begin", (1, True), "end"]
+
+
+def test_quiet_by_default_and_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
+    seqs, labels = token_data(32)
+    clf = classifier(tmp_path)
+    clf.train(repeat_input(seqs, labels), steps=2)
+    assert capsys.readouterr() == ("", "")                    # a library call prints nothing
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    clf.train(repeat_input(seqs, labels), steps=2)
+    assert "step 3/4  loss" in capsys.readouterr().err
+    monkeypatch.setenv("MINIRNN_PROGRESS", "0")
+    clf.train(repeat_input(seqs, labels), steps=2)
+    assert capsys.readouterr().err == ""
