@@ -30,6 +30,55 @@ def kernel_jit(fn):
         return njit(cache=False, **OPTIONS)(fn)
 
 
+# Copies are written as loops: each array-to-array slice assignment (``a[t, b] = x[b, t]``) costs
+# Numba about half a second of compile time, and every first run of a kernel pays it.
+
+@kernel_jit
+def copy_row(dst, src):
+    """dst[:] = src, for two 1-D arrays of the same length."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@kernel_jit
+def add_row(dst, src):
+    """dst += src, for two 1-D arrays of the same length."""
+    for j in range(dst.shape[0]):
+        dst[j] += src[j]
+
+
+@kernel_jit
+def zero_row(dst):
+    """dst[:] = 0, for a 1-D array."""
+    for j in range(dst.shape[0]):
+        dst[j] = 0.0
+
+
+@kernel_jit
+def copy_rows(dst, src):
+    """dst[:] = src, for two 2-D arrays of the same shape."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@kernel_jit
+def add_rows(dst, src):
+    """dst += src, for two 2-D arrays of the same shape."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] += src[i, j]
+
+
+@kernel_jit
+def add_column_sums(dst, a):
+    """dst += a.sum(axis=0), for a 2-D ``a`` [N, K] and a 1-D ``dst`` [K] (``sum(axis=0)`` alone
+    costs Numba over a second of compile time)."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            dst[j] += a[i, j]
+
+
 @kernel_jit
 def time_major(x):
     """[B, T, D] -> a time-major copy [T, B, D], so that each step's rows are contiguous."""
@@ -37,7 +86,8 @@ def time_major(x):
     x_tm = np.empty((T, B, D), dtype=x.dtype)
     for b in range(B):
         for t in range(T):
-            x_tm[t, b] = x[b, t]
+            for d in range(D):
+                x_tm[t, b, d] = x[b, t, d]
     return x_tm
 
 
@@ -48,7 +98,8 @@ def batch_major(a_tm):
     a = np.empty((B, T, D), dtype=a_tm.dtype)
     for b in range(B):
         for t in range(T):
-            a[b, t] = a_tm[t, b]
+            for d in range(D):
+                a[b, t, d] = a_tm[t, b, d]
     return a
 
 

@@ -35,17 +35,18 @@ steps; the per-step products run inside one compiled time loop.
 
 import numpy as np
 
-from ._jit import batch_major, check_gradient_buffers, kernel_jit, sigmoid, tanh, time_major
+from ._jit import (add_column_sums, add_row, add_rows, batch_major, check_gradient_buffers, copy_row, copy_rows,
+                   kernel_jit, sigmoid, tanh, time_major, zero_row)
 
 
 @kernel_jit
 def _carry_masked_row(y, hs, b, t, zero_output_for_mask):
     """A masked step: keep the state, repeat the previous output (or zero)."""
-    hs[t + 1, b] = hs[t, b]
+    copy_row(hs[t + 1, b], hs[t, b])
     if zero_output_for_mask or t == 0:
-        y[b, t] = 0.0
+        zero_row(y[b, t])
     else:
-        y[b, t] = y[b, t - 1]
+        copy_row(y[b, t], y[b, t - 1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,7 +62,7 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask):
     gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, 3 * H)  # x W; becomes z, r, hh
     rec_h = np.empty((T, B, H), dtype=x.dtype)     # h_{t-1} U_h + b_rh, saved for backward
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
-    hs[0] = h0
+    copy_rows(hs[0], h0)
     y = np.empty((B, T, H), dtype=x.dtype)
     rec = np.empty((B, 3 * H), dtype=x.dtype)
     # inner loops index 0-based views (an offset index stops LLVM from vectorising, see lstm.py)
@@ -82,7 +83,7 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask):
                 g_h[j] = tanh(g_h[j] + b_i_h[j] + g_r[j] * rh[j])
             for j in range(H):                     # h = z h_{t-1} + (1 - z) hh
                 h_new[j] = g_z[j] * h_prev[j] + (one - g_z[j]) * g_h[j]
-            y[b, t] = h_new
+            copy_row(y[b, t], h_new)
     return y, hs, gates, rec_h, x_tm
 
 
@@ -103,10 +104,10 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
         for b in range(B):
             dxw_row, drec_row, dy_t, carry = dxw[t, b], drec[t, b], dy[b, t], dy_carry[b]
             if not mask[b, t]:
-                dxw_row[:] = 0.0
-                drec_row[:] = 0.0
+                zero_row(dxw_row)
+                zero_row(drec_row)
                 if not zero_output_for_mask:
-                    carry += dy_t
+                    add_row(carry, dy_t)
                 continue
             g, rh, h_prev, dh_b = gates[t, b], rec_h[t, b], hs[t, b], dh[b]
             g_z, g_r, g_h = g[:H], g[H:2 * H], g[2 * H:]
@@ -120,7 +121,7 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
                 da_z[j] = dh_b[j] * (h_prev[j] - g_h[j]) * g_z[j] * (one - g_z[j])
             for j in range(H):                     # through r * rec_h
                 da_r[j] = da_h[j] * rh[j] * g_r[j] * (one - g_r[j])
-            drec_row[:2 * H] = dxw_row[:2 * H]
+            copy_row(drec_row[:2 * H], dxw_row[:2 * H])
             drec_h = drec_row[2 * H:]
             for j in range(H):
                 drec_h[j] = da_h[j] * g_r[j]
@@ -129,13 +130,13 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
         np.dot(drec[t], UT, dh_rec)
         for b in range(B):
             if mask[b, t]:
-                dh[b] += dh_rec[b]
+                add_row(dh[b], dh_rec[b])
     dxw2 = dxw.reshape(T * B, G)
     drec2 = drec.reshape(T * B, G)
-    dW += np.dot(x_tm.reshape(T * B, D).T, dxw2)
-    dU += np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, drec2)
-    db[0] += dxw2.sum(axis=0)
-    db[1] += drec2.sum(axis=0)
+    add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, dxw2))
+    add_rows(dU, np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, drec2))
+    add_column_sums(db[0], dxw2)
+    add_column_sums(db[1], drec2)
     if need_dx:
         dx = batch_major(np.dot(dxw2, np.ascontiguousarray(W.T)).reshape(T, B, D))
     else:
@@ -158,7 +159,7 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask):
     U_h = np.ascontiguousarray(U[:, 2 * H:])
     r_h = np.zeros((T, B, H), dtype=x.dtype)       # r * h_{t-1}, saved for backward
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
-    hs[0] = h0
+    copy_rows(hs[0], h0)
     y = np.empty((B, T, H), dtype=x.dtype)
     rec_zr = np.empty((B, 2 * H), dtype=x.dtype)
     rec_h = np.empty((B, H), dtype=x.dtype)
@@ -183,7 +184,7 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask):
                 g_h[j] = tanh(g_h[j] + b_h[j] + rc[j])
             for j in range(H):                     # h = z h_{t-1} + (1 - z) hh
                 h_new[j] = g_z[j] * h_prev[j] + (one - g_z[j]) * g_h[j]
-            y[b, t] = h_new
+            copy_row(y[b, t], h_new)
     return y, hs, gates, r_h, x_tm
 
 
@@ -207,10 +208,10 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
         for b in range(B):
             dy_t, carry = dy[b, t], dy_carry[b]
             if not mask[b, t]:
-                da_zr[t, b] = 0.0
-                da_h[t, b] = 0.0
+                zero_row(da_zr[t, b])
+                zero_row(da_h[t, b])
                 if not zero_output_for_mask:
-                    carry += dy_t
+                    add_row(carry, dy_t)
                 continue
             g_z, g_h, h_prev, dh_b, dh_tot_b = gates[t, b, :H], gates[t, b, 2 * H:], hs[t, b], dh[b], dh_tot[b]
             da_z, dah = da_zr[t, b, :H], da_h[t, b]
@@ -235,16 +236,16 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
         np.dot(da_zr[t], U_zrT, dh_rec)
         for b in range(B):
             if mask[b, t]:
-                dh[b] += dh_rec[b]
+                add_row(dh[b], dh_rec[b])
     dzr2 = da_zr.reshape(T * B, 2 * H)
     dah2 = da_h.reshape(T * B, H)
     x2 = x_tm.reshape(T * B, D)
-    dW[:, :2 * H] += np.dot(x2.T, dzr2)
-    dW[:, 2 * H:] += np.dot(x2.T, dah2)
-    dU[:, :2 * H] += np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, dzr2)
-    dU[:, 2 * H:] += np.dot(r_h.reshape(T * B, H).T, dah2)
-    db[:2 * H] += dzr2.sum(axis=0)
-    db[2 * H:] += dah2.sum(axis=0)
+    add_rows(dW[:, :2 * H], np.dot(x2.T, dzr2))
+    add_rows(dW[:, 2 * H:], np.dot(x2.T, dah2))
+    add_rows(dU[:, :2 * H], np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, dzr2))
+    add_rows(dU[:, 2 * H:], np.dot(r_h.reshape(T * B, H).T, dah2))
+    add_column_sums(db[:2 * H], dzr2)
+    add_column_sums(db[2 * H:], dah2)
     if need_dx:
         dx_tm = (np.dot(dzr2, np.ascontiguousarray(W[:, :2 * H].T))
                  + np.dot(dah2, np.ascontiguousarray(W[:, 2 * H:].T)))

@@ -31,7 +31,8 @@ loop. Arrays are time-major inside ([T, B, ...]) so each step's rows are contigu
 
 import numpy as np
 
-from ._jit import batch_major, check_gradient_buffers, kernel_jit, sigmoid, tanh, time_major
+from ._jit import (add_column_sums, add_row, add_rows, batch_major, check_gradient_buffers, copy_row, copy_rows, kernel_jit,
+                   sigmoid, tanh, time_major, zero_row)
 
 
 @kernel_jit
@@ -53,20 +54,20 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
     gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, G)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)    # hs[t] = h_{t-1}: saved for backward
     cs = np.empty((T + 1, B, H), dtype=x.dtype)
-    hs[0] = h0
-    cs[0] = c0
+    copy_rows(hs[0], h0)
+    copy_rows(cs[0], c0)
     y = np.empty((B, T, H), dtype=x.dtype)
     z = np.empty((B, G), dtype=x.dtype)
     for t in range(T):
         np.dot(hs[t], U, z)                        # h_{t-1} U
         for b in range(B):
             if not mask[b, t]:                     # masked: carry the state, repeat the output
-                hs[t + 1, b] = hs[t, b]
-                cs[t + 1, b] = cs[t, b]
+                copy_row(hs[t + 1, b], hs[t, b])
+                copy_row(cs[t + 1, b], cs[t, b])
                 if zero_output_for_mask or t == 0:
-                    y[b, t] = 0.0
+                    zero_row(y[b, t])
                 else:
-                    y[b, t] = y[b, t - 1]
+                    copy_row(y[b, t], y[b, t - 1])
                 continue
             z_b, g_b = z[b], gates[t, b]          # g_b holds x_t W; it becomes the activated gates
             for j in range(G):                     # z = x_t W + h_{t-1} U + b
@@ -81,7 +82,7 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
             for j in range(H):                     # o
                 g_o[j] = sigmoid(g_o[j])
             _cell_update(g_i, g_f, g_c, g_o, cs[t, b], cs[t + 1, b], hs[t + 1, b])
-            y[b, t] = hs[t + 1, b]
+            copy_row(y[b, t], hs[t + 1, b])
     return y, hs, cs, gates, x_tm
 
 
@@ -103,9 +104,9 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
             dz_row = dz[t, b]
             dy_t, carry = dy[b, t], dy_carry[b]
             if not mask[b, t]:
-                dz_row[:] = 0.0                    # no gradient into a masked input
+                zero_row(dz_row)                   # no gradient into a masked input
                 if not zero_output_for_mask:
-                    carry += dy_t
+                    add_row(carry, dy_t)
                 continue
             g_row = gates[t, b]
             i_, f_, g_, o_ = g_row[:H], g_row[H:2 * H], g_row[2 * H:3 * H], g_row[3 * H:]
@@ -129,12 +130,12 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
         np.dot(dz[t], UT, dh_rec)                                # dh_{t-1} = dz U^T
         for b in range(B):
             if mask[b, t]:
-                dh[b] = dh_rec[b]
+                copy_row(dh[b], dh_rec[b])
     # parameter gradients (and dx): one large product each over all steps
     dz2 = dz.reshape(T * B, G)
-    dW += np.dot(x_tm.reshape(T * B, D).T, dz2)
-    dU += np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, dz2)
-    db += dz2.sum(axis=0)
+    add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, dz2))
+    add_rows(dU, np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, dz2))
+    add_column_sums(db, dz2)
     if need_dx:
         dx = batch_major(np.dot(dz2, np.ascontiguousarray(W.T)).reshape(T, B, D))
     else:

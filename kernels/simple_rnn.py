@@ -22,7 +22,8 @@ da U^T run per step, inside one compiled loop (see ``lstm.py`` for the design no
 
 import numpy as np
 
-from ._jit import batch_major, check_gradient_buffers, kernel_jit, tanh, time_major
+from ._jit import (add_column_sums, add_row, add_rows, batch_major, check_gradient_buffers, copy_row, copy_rows,
+                   kernel_jit, tanh, time_major, zero_row)
 
 
 @kernel_jit
@@ -32,7 +33,7 @@ def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask):
     x_tm = time_major(x)
     xw = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, H)   # input projection, all steps
     hs = np.empty((T + 1, B, H), dtype=x.dtype)    # hs[t] = h_{t-1}; hs[t+1] = h_t
-    hs[0] = h0
+    copy_rows(hs[0], h0)
     y = np.empty((B, T, H), dtype=x.dtype)
     zr = np.empty((B, H), dtype=x.dtype)
     for t in range(T):
@@ -40,11 +41,11 @@ def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask):
         for b in range(B):
             h_new, y_t = hs[t + 1, b], y[b, t]
             if not mask[b, t]:                     # masked: carry the state, repeat the output
-                h_new[:] = hs[t, b]
+                copy_row(h_new, hs[t, b])
                 if zero_output_for_mask or t == 0:
-                    y_t[:] = 0.0
+                    zero_row(y_t)
                 else:
-                    y_t[:] = y[b, t - 1]
+                    copy_row(y_t, y[b, t - 1])
                 continue
             a_row, z_row = xw[t, b], zr[b]
             for j in range(H):
@@ -68,9 +69,9 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
         for b in range(B):
             da_row, dy_t, carry = da[t, b], dy[b, t], dy_carry[b]
             if not mask[b, t]:
-                da_row[:] = 0.0
+                zero_row(da_row)
                 if not zero_output_for_mask:
-                    carry += dy_t
+                    add_row(carry, dy_t)
                 continue
             h_t, dh_b = hs[t + 1, b], dh[b]
             for j in range(H):
@@ -80,11 +81,11 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
         np.dot(da[t], UT, dh_rec)                                # dh_{t-1} = da U^T
         for b in range(B):
             if mask[b, t]:
-                dh[b] = dh_rec[b]
+                copy_row(dh[b], dh_rec[b])
     da2 = da.reshape(T * B, H)
-    dW += np.dot(x_tm.reshape(T * B, D).T, da2)
-    dU += np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, da2)
-    db += da2.sum(axis=0)
+    add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, da2))
+    add_rows(dU, np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, da2))
+    add_column_sums(db, da2)
     if need_dx:
         dx = batch_major(np.dot(da2, np.ascontiguousarray(W.T)).reshape(T, B, D))
     else:
