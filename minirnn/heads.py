@@ -121,8 +121,9 @@ class _Head:
         if w.shape != lead and not self._extra_weight_shape_ok(w.shape, lead):
             raise ValueError(f"weights: expected shape {list(lead)} (or {list(lead) + [1]}), got {list(w.shape)}")
         w = w.astype(np.float64)
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError("weights: must be finite and >= 0")
+        bad = ~np.isfinite(w) | (w < 0)
+        if np.any(bad):
+            raise ValueError(f"weights: must be finite and >= 0, got {_first(w, bad)!r}")
         return w
 
     def _extra_weight_shape_ok(self, shape, lead):
@@ -355,8 +356,9 @@ class RegressionHead(_Head):
         if not np.issubdtype(labels.dtype, np.number):
             raise ValueError(f"labels: expected numbers for regression, got dtype {labels.dtype}")
         y = labels.astype(np.float64)
-        if not np.all(np.isfinite(y)):
-            raise ValueError("labels: contain NaN or inf")
+        bad = ~np.isfinite(y)
+        if np.any(bad):
+            raise ValueError(f"labels: regression labels must be finite numbers, got {_first(labels, bad)!r}")
         return y
 
     def _losses(self, x, y):

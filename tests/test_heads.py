@@ -100,9 +100,10 @@ def test_predictions_keys_and_shapes():
     (MultiClassHead(3), np.zeros((2, 3)), [0.0, 1.0], None, "expected integer class ids"),
     (MultiClassHead(3), np.zeros((2, 3)), [0, -1], None, r"got -1"),
     (MultiClassHead(3), np.zeros((2, 2)), [0, 1], None, r"logits: expected shape \[batch, 3\]"),
-    (RegressionHead(), np.zeros((2, 1)), [0.0, np.nan], None, "NaN or inf"),
+    (RegressionHead(), np.zeros((2, 1)), [0.0, np.nan], None, "must be finite numbers, got nan"),
+    (RegressionHead(), np.zeros((2, 1)), [np.inf, 0.0], None, "must be finite numbers, got inf"),
     (RegressionHead(), np.zeros((2, 1)), [0.0, 1.0, 2.0], None, r"labels: expected shape \[2, 1\]"),
-    (BinaryClassHead(), np.zeros((2, 1)), [0, 1], [1.0, -1.0], "weights: must be finite and >= 0"),
+    (BinaryClassHead(), np.zeros((2, 1)), [0, 1], [1.0, -1.0], "weights: must be finite and >= 0, got -1.0"),
     (BinaryClassHead(), np.zeros((2, 1)), [0, 1], [1.0, 1.0, 1.0], r"weights: expected shape \[2\]"),
     (BinaryClassHead(), np.zeros((0, 1)), np.zeros(0), None, "empty batch"),
 ])
