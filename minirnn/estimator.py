@@ -775,6 +775,13 @@ class _Estimator:
             modes[key] = fn
         return self._export(export_dir_base, modes, assets_extra, as_text, checkpoint_path)
 
+    def export_onnx(self, path, opset=None, id_inputs=(), checkpoint_path=None):
+        """Write the model of the latest checkpoint (or ``checkpoint_path``) as an ONNX file served
+        by onnxruntime; returns ``path``. Needs the ``onnx`` extra. Inputs, outputs and the
+        arguments: :func:`minirnn.onnx_export.export_onnx`."""
+        from .onnx_export import export_onnx
+        return export_onnx(self, path, opset=opset, id_inputs=id_inputs, checkpoint_path=checkpoint_path)
+
     def _export(self, export_dir_base, modes, assets_extra, as_text, checkpoint_path):
         if checkpoint_path is None:
             checkpoint_path = self.latest_checkpoint()

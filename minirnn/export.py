@@ -293,6 +293,12 @@ class ExportedModel:
     def regress(self, inputs):
         return self.signature("regression")(inputs)
 
+    def export_onnx(self, path, opset=None, id_inputs=()):
+        """This bundle as an ONNX file served by onnxruntime; returns ``path``. Needs the ``onnx``
+        extra; see :func:`minirnn.onnx_export.export_onnx`."""
+        from .onnx_export import export_onnx
+        return export_onnx(self, path, opset=opset, id_inputs=id_inputs)
+
 
 def load_exported(path, custom_objects=None):
     """Load an exported bundle (the path ``export_saved_model`` returned) into an :class:`ExportedModel`."""
