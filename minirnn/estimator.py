@@ -63,7 +63,8 @@ class RunConfig:
 
     save_checkpoints_secs defaults to 600 when neither it nor save_checkpoints_steps is given;
     giving both is a ValueError. ``random_seed`` (alias ``tf_random_seed``) fixes initialisation
-    and dropout. ``keep_checkpoint_max`` None or 0 keeps every checkpoint.
+    and dropout. ``keep_checkpoint_max`` None or 0 keeps every checkpoint. ``save_summary_steps``
+    (TensorBoard ``loss`` every N steps, :mod:`minirnn.summary`) None or 0 writes no event files.
     """
 
     def __init__(self, model_dir=None, random_seed=None, save_checkpoints_steps=None, save_checkpoints_secs=_UNSET,
@@ -86,6 +87,9 @@ class RunConfig:
         if keep_checkpoint_max is not None and (not isinstance(keep_checkpoint_max, (int, np.integer))
                                                 or keep_checkpoint_max < 0):
             raise ValueError(f"keep_checkpoint_max: expected a non-negative integer or None, got {keep_checkpoint_max!r}")
+        if save_summary_steps is not None and (not isinstance(save_summary_steps, (int, np.integer))
+                                               or isinstance(save_summary_steps, bool) or save_summary_steps < 0):
+            raise ValueError(f"save_summary_steps: expected a non-negative integer or None, got {save_summary_steps!r}")
         self.model_dir = None if model_dir is None else os.fspath(model_dir)
         self.random_seed = self.tf_random_seed = None if seed is None else int(seed)
         self.save_checkpoints_steps, self.save_checkpoints_secs = save_checkpoints_steps, save_checkpoints_secs
@@ -97,7 +101,7 @@ class RunConfig:
         args = {"model_dir": self.model_dir, "random_seed": self.random_seed,
                 "save_checkpoints_steps": self.save_checkpoints_steps,
                 "save_checkpoints_secs": self.save_checkpoints_secs, "keep_checkpoint_max": self.keep_checkpoint_max,
-                "log_step_count_steps": self.log_step_count_steps}
+                "log_step_count_steps": self.log_step_count_steps, "save_summary_steps": self.save_summary_steps}
         if "tf_random_seed" in changes:
             changes["random_seed"] = changes.pop("tf_random_seed")
         if "save_checkpoints_steps" in changes and "save_checkpoints_secs" not in changes:
@@ -579,6 +583,10 @@ class _Estimator:
         config = self._config
         if config.log_step_count_steps:
             hooks.append(LoggingHook(int(config.log_step_count_steps)))
+        if config.save_summary_steps:                   # TensorBoard events in model_dir (minirnn.summary)
+            from .summary import SummarySaverHook
+            hooks.append(SummarySaverHook(self._model_dir, int(config.save_summary_steps),
+                                          int(config.log_step_count_steps) if config.log_step_count_steps else None))
         if sys.stderr.isatty() and os.environ.get("MINIRNN_PROGRESS", "1") != "0":
             hooks.append(_ProgressBar(target))
         for hook in hooks:
@@ -656,6 +664,9 @@ class _Estimator:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps({k: (int(v) if k == "global_step" else float(v)) for k, v in metrics.items()}) + "\n")
+        if self._config.save_summary_steps:             # TensorBoard events in eval_dir (minirnn.summary)
+            from .summary import write_scalars
+            write_scalars(out_dir, step, {k: v for k, v in metrics.items() if k != "global_step"})
         logger.info("evaluation at step %d: %s", step,
                     ", ".join(f"{k} = {float(v):.4g}" for k, v in metrics.items() if k != "global_step"))
         return metrics
