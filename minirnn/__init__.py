@@ -8,7 +8,9 @@ Estimators: ``minirnn.RNNClassifier``, ``minirnn.RNNEstimator`` (TF 2.x's interf
 
 Submodules: ``feature_column``, ``inputs``, ``heads``, ``optimizers``, ``metrics``, ``layers``
 (SimpleRNN, LSTM, GRU with explicit forward/backward), ``model``, ``estimator``, ``contrib``,
-``export``, ``checkpoint``, ``datasets``, ``kernels`` (the Numba kernels and the NumPy reference).
+``export``, ``checkpoint``, ``datasets``, ``kernels`` (the Numba kernels and the NumPy reference),
+``sklearn`` (SequenceClassifier, SequenceRegressor; scikit-learn optional), ``onnx_export``,
+``summary`` (TensorBoard), ``cli`` and ``datafiles`` (the command line and its file readers).
 """
 
 import importlib
@@ -18,6 +20,8 @@ _SUBMODULES = ("layers", "kernels", "feature_column", "inputs", "heads", "optimi
                "network", "features", "estimator", "contrib", "export", "checkpoint", "datasets")
 _ESTIMATOR_NAMES = {"RNNClassifier": "estimator", "RNNEstimator": "estimator", "RunConfig": "estimator",
                     "WarmStartSettings": "estimator", "load_exported": "export"}
+# reachable as attributes but kept out of __all__: a star import must not shadow scikit-learn
+_LAZY_ONLY = ("sklearn", "onnx_export", "summary", "cli", "datafiles")
 __all__ = ["RNNClassifier", "RNNEstimator", "RunConfig", "WarmStartSettings", "load_exported", *_SUBMODULES,
            "__version__"]
 
@@ -25,7 +29,7 @@ __all__ = ["RNNClassifier", "RNNEstimator", "RunConfig", "WarmStartSettings", "l
 def __getattr__(name):
     if name in _ESTIMATOR_NAMES:
         return getattr(importlib.import_module(f"{__name__}.{_ESTIMATOR_NAMES[name]}"), name)
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or name in _LAZY_ONLY:
         try:
             return importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as error:
