@@ -10,7 +10,8 @@ Submodules: ``feature_column``, ``inputs``, ``heads``, ``optimizers``, ``metrics
 (SimpleRNN, LSTM, GRU with explicit forward/backward), ``model``, ``estimator``, ``contrib``,
 ``export``, ``checkpoint``, ``datasets``, ``kernels`` (the Numba kernels and the NumPy reference),
 ``sklearn`` (SequenceClassifier, SequenceRegressor; scikit-learn optional), ``onnx_export``,
-``summary`` (TensorBoard), ``cli`` and ``datafiles`` (the command line and its file readers).
+``summary`` (TensorBoard), ``cli`` and ``datafiles`` (the command line and its file readers),
+``distributed`` (data-parallel training on MPI), ``cuda`` (training on an NVIDIA GPU).
 """
 
 import importlib
@@ -21,7 +22,7 @@ _SUBMODULES = ("layers", "kernels", "feature_column", "inputs", "heads", "optimi
 _ESTIMATOR_NAMES = {"RNNClassifier": "estimator", "RNNEstimator": "estimator", "RunConfig": "estimator",
                     "WarmStartSettings": "estimator", "load_exported": "export"}
 # reachable as attributes but kept out of __all__: a star import must not shadow scikit-learn
-_LAZY_ONLY = ("sklearn", "onnx_export", "summary", "cli", "datafiles")
+_LAZY_ONLY = ("sklearn", "onnx_export", "summary", "cli", "datafiles", "distributed", "cuda")
 __all__ = ["RNNClassifier", "RNNEstimator", "RunConfig", "WarmStartSettings", "load_exported", *_SUBMODULES,
            "__version__"]
 

@@ -457,7 +457,8 @@ def _train(args):
     steps = args.steps or math.ceil(len(data) / batch_size) * (args.epochs or 10)
     settings["last_training_run"] = {"data": os.path.abspath(args.data), "steps": steps, "epochs": args.epochs}
     estimator = _estimator(settings, model_dir, args.log_every)
-    _save_settings(model_dir, settings)
+    if estimator._is_chief():                    # under mpiexec: rank 0 alone writes (and logs)
+        _save_settings(model_dir, settings)
     logger.info("training %s on %d sequences of %d feature(s) from %s: %s(%s), %d steps of batch %d%s",
                 "a regression" if settings["task"] == "regression" else
                 f"a {len(settings['label_vocabulary'])}-class classifier", len(data), data.dimension, args.data,
@@ -480,6 +481,8 @@ def _evaluate(args):
     _require_checkpoint(estimator, args.model_dir)
     metrics = estimator.evaluate(_input_fn(data, labels, args.batch_size),
                                  hooks=_batch_bar("evaluate", math.ceil(len(data) / args.batch_size)))
+    if not estimator._is_chief():                # under mpiexec: every rank has the metrics, rank 0 prints
+        return 0
     print(json.dumps({k: (int(v) if k == "global_step" else round(float(v), 7)) for k, v in metrics.items()}))
     return 0
 
@@ -495,6 +498,10 @@ def _predict(args):
     vocabulary = settings["label_vocabulary"]
     batches = estimator.predict(_input_fn(data, None, args.batch_size), predict_keys=keys, yield_single_examples=False,
                                 hooks=_batch_bar("predict", math.ceil(len(data) / args.batch_size)))
+    if not estimator._is_chief():                # under mpiexec: rank 0 gets every prediction and writes them
+        for _ in batches:
+            pass
+        return 0
     with _open_output(args.output) as out:
         writer = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
         if writer:
@@ -548,7 +555,8 @@ def _export(args):
     estimator = _estimator(settings, args.model_dir)
     _require_checkpoint(estimator, args.model_dir)
     path = estimator.export_saved_model(args.export_dir or os.path.join(args.model_dir, "export"))
-    print(os.fsdecode(path))
+    if estimator._is_chief():                    # under mpiexec: rank 0 wrote it
+        print(os.fsdecode(path))
     return 0
 
 

@@ -296,11 +296,16 @@ class DynamicRnnEstimator(_Estimator):
     def predict(self, x=None, input_fn=None, batch_size=None, outputs=None, as_iterable=True, iterate_batches=False):
         """Predictions: per example (``as_iterable``), per batch (``iterate_batches``) or, with
         ``as_iterable=False``, one dict of arrays over every example (per-step arrays padded to the
-        longest sequence). Keys: ``classes`` (+ ``probabilities``) or ``scores``, and ``rnn_cell_state_i``."""
+        longest sequence). Keys: ``classes`` (+ ``probabilities``) or ``scores``, and ``rnn_cell_state_i``.
+        Under mpiexec the predictions come out on rank 0 (the other ranks get nothing, or None)."""
         fn = self._input_fn(x, None, input_fn, batch_size, shuffle=False, repeat=False)
         if as_iterable or iterate_batches:
             return super().predict(fn, predict_keys=outputs, yield_single_examples=not iterate_batches)
         parts = list(super().predict(fn, predict_keys=outputs, yield_single_examples=False))
+        if not parts and not self._is_chief():          # under mpiexec: rank 0 has the predictions
+            return None
+        if not parts:
+            raise ValueError("predict: the input produced no batch")
         out = {}
         for key in parts[0]:
             arrays = [p[key] for p in parts]

@@ -32,6 +32,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import distributed as _dist                # light: mpi4py is imported only when distributing
 from . import export as ex
 from . import optimizers as opt
 from .heads import BinaryClassHead, MultiClassHead, RegressionHead, _Head, head_from_config
@@ -65,11 +66,18 @@ class RunConfig:
     giving both is a ValueError. ``random_seed`` (alias ``tf_random_seed``) fixes initialisation
     and dropout. ``keep_checkpoint_max`` None or 0 keeps every checkpoint. ``save_summary_steps``
     (TensorBoard ``loss`` every N steps, :mod:`minirnn.summary`) None or 0 writes no event files.
+    ``distribute``: None (data-parallel over MPI when mpiexec started several processes, else one
+    process), 'mpi' (require it), False (each process on its own) or a
+    :class:`minirnn.distributed.MPIDistribution`; see :mod:`minirnn.distributed`.
+    ``device``: where ``train`` runs the recurrent model: 'cpu' (the default), 'cuda' (an NVIDIA
+    GPU through Numba; an error when there is none) or 'auto' (the GPU when Numba sees one, else the
+    CPU with one log line); see :mod:`minirnn.cuda`. Checkpoints are the same whatever the device.
     """
 
     def __init__(self, model_dir=None, random_seed=None, save_checkpoints_steps=None, save_checkpoints_secs=_UNSET,
                  keep_checkpoint_max=5, log_step_count_steps=100, tf_random_seed=None, save_summary_steps=100,
-                 keep_checkpoint_every_n_hours=10000):
+                 keep_checkpoint_every_n_hours=10000, distribute=None, device="cpu"):
+        distribute = _dist.check_distribute(distribute)
         if random_seed is not None and tf_random_seed is not None and random_seed != tf_random_seed:
             raise ValueError("give random_seed or tf_random_seed, not two different values")
         seed = random_seed if random_seed is not None else tf_random_seed
@@ -87,6 +95,8 @@ class RunConfig:
         if keep_checkpoint_max is not None and (not isinstance(keep_checkpoint_max, (int, np.integer))
                                                 or keep_checkpoint_max < 0):
             raise ValueError(f"keep_checkpoint_max: expected a non-negative integer or None, got {keep_checkpoint_max!r}")
+        if device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'auto', got {device!r}")
         if save_summary_steps is not None and (not isinstance(save_summary_steps, (int, np.integer))
                                                or isinstance(save_summary_steps, bool) or save_summary_steps < 0):
             raise ValueError(f"save_summary_steps: expected a non-negative integer or None, got {save_summary_steps!r}")
@@ -96,12 +106,15 @@ class RunConfig:
         self.keep_checkpoint_max = keep_checkpoint_max
         self.log_step_count_steps = log_step_count_steps
         self.save_summary_steps, self.keep_checkpoint_every_n_hours = save_summary_steps, keep_checkpoint_every_n_hours
+        self.distribute = distribute
+        self.device = device
 
     def replace(self, **changes):
         args = {"model_dir": self.model_dir, "random_seed": self.random_seed,
                 "save_checkpoints_steps": self.save_checkpoints_steps,
                 "save_checkpoints_secs": self.save_checkpoints_secs, "keep_checkpoint_max": self.keep_checkpoint_max,
-                "log_step_count_steps": self.log_step_count_steps, "save_summary_steps": self.save_summary_steps}
+                "log_step_count_steps": self.log_step_count_steps, "save_summary_steps": self.save_summary_steps,
+                "distribute": self.distribute, "device": self.device}
         if "tf_random_seed" in changes:
             changes["random_seed"] = changes.pop("tf_random_seed")
         if "save_checkpoints_steps" in changes and "save_checkpoints_secs" not in changes:
@@ -326,11 +339,21 @@ class _Estimator:
         self._network = self._new_network()             # validates the columns and the cells now
         self._global_step = 0
         self._source = None                             # (path, mtime, size) of the checkpoint in memory
+        self._trainer = None                            # a minirnn.cuda.DeviceTrainer during train() on a GPU
         self._fresh = True                              # weights are the initial ones, not from a checkpoint
 
     def _new_network(self):
         return Network(self._sequence_columns, self._context_columns or None, seed=self._config.random_seed,
                        **self._net_args)
+
+    def _distribution(self):
+        """The MPI context when this process is one of several data-parallel ranks, else None."""
+        return _dist.context(self._config.distribute)
+
+    def _is_chief(self):
+        """Whether this process writes model_dir and logs: always on one process, rank 0 under MPI."""
+        ctx = self._distribution()
+        return ctx is None or ctx.is_chief
 
     # ---- properties (TF's) -------------------------------------------------------------------
 
@@ -398,6 +421,11 @@ class _Estimator:
         return out
 
     def _save(self, listeners=()):
+        if self._trainer is not None:                   # training on the GPU: its weights into the host model
+            self._trainer.pull()
+        if not self._is_chief():                        # data-parallel: rank 0 alone writes model_dir
+            self._fresh = False
+            return None
         for listener in listeners:
             listener.before_save(self._global_step) if hasattr(listener, "before_save") else None
         os.makedirs(self._model_dir, exist_ok=True)
@@ -538,13 +566,26 @@ class _Estimator:
         w = self._head.weights(features)
         return self._head.loss(logits, y, w, mask if self._network.model.return_sequences else None)
 
-    def _train_step(self, features, labels):
-        net = self._network
-        logits, mask = net.forward(features, training=True, initial_states=self._initial_states(features))
+    def _checked_loss(self, logits, mask, features, labels):
         result = self._loss(logits, mask, features, labels)
         if not np.isfinite(result.loss):
             raise FloatingPointError(f"loss is {result.loss} at step {self._global_step + 1}: training diverged "
                                      "(lower the learning rate or clip gradients); the weights were not updated")
+        return result
+
+    def _train_step(self, features, labels):
+        ctx = self._distribution()
+        if ctx is not None:                  # data-parallel: `features` is this rank's share (_dist._Batch)
+            return ctx.train_step(self, features)
+        if self._trainer is not None:        # on the GPU: weights and optimizer slots stay there
+            loss = self._trainer.train_step(
+                features, lambda logits, mask: self._checked_loss(logits, mask, features, labels),
+                initial_states=self._initial_states(features))
+            self._global_step += 1
+            return loss
+        net = self._network
+        logits, mask = net.forward(features, training=True, initial_states=self._initial_states(features))
+        result = self._checked_loss(logits, mask, features, labels)
         grads = net.backward(result.d_logits)
         keep = net.trainable()
         params = [p for p, k in zip(net.params(), keep) if k]
@@ -554,6 +595,11 @@ class _Estimator:
 
     def _initial_states(self, features):
         return None
+
+    def _sync_for_training(self):
+        """Resume from model_dir's latest checkpoint, or warm-start a fresh model."""
+        if not self._sync() and self._fresh:
+            self._warm_start_now()
 
     # ---- train --------------------------------------------------------------------------------
 
@@ -574,20 +620,24 @@ class _Estimator:
         listeners = list(saving_listeners or [])
         if not callable(input_fn):
             raise TypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
-        if not self._sync() and self._fresh:
-            self._warm_start_now()
+        ctx = self._distribution()
+        if ctx is None:
+            self._sync_for_training()
+        else:                                            # rank 0 reads model_dir, every rank gets its model
+            ctx.sync_estimator(self, self._sync_for_training)
         if max_steps is not None and self._global_step >= max_steps:
             logger.info("Skipping training since max_steps has already saved.")
             return self
         target = self._global_step + steps if steps is not None else max_steps
+        trainer = self._device_trainer(ctx)              # before anything is written: a missing GPU fails here
         config = self._config
         if config.log_step_count_steps:
             hooks.append(LoggingHook(int(config.log_step_count_steps)))
-        if config.save_summary_steps:                   # TensorBoard events in model_dir (minirnn.summary)
+        if config.save_summary_steps and self._is_chief():   # TensorBoard events in model_dir (minirnn.summary)
             from .summary import SummarySaverHook
             hooks.append(SummarySaverHook(self._model_dir, int(config.save_summary_steps),
                                           int(config.log_step_count_steps) if config.log_step_count_steps else None))
-        if sys.stderr.isatty() and os.environ.get("MINIRNN_PROGRESS", "1") != "0":
+        if sys.stderr.isatty() and os.environ.get("MINIRNN_PROGRESS", "1") != "0" and self._is_chief():
             hooks.append(_ProgressBar(target))
         for hook in hooks:
             hook.begin(self)
@@ -596,8 +646,10 @@ class _Estimator:
         last_save_step, last_save_time = self._global_step, time.monotonic()
         saved_at = self._global_step
         ok = False
+        self._trainer = trainer
         try:
-            for features, labels in batches(input_fn):
+            # data-parallel: this rank's share of each step, for as long as any rank has input
+            for features, labels in (batches(input_fn) if ctx is None else ctx.local_batches(input_fn)):
                 if target is not None and self._global_step >= target:
                     break
                 for hook in hooks:
@@ -608,10 +660,15 @@ class _Estimator:
                     if self._global_step != saved_at:   # keep every finished step, then report the batch
                         self._save(listeners)
                     raise
+                if loss is None:                         # data-parallel: every rank's input ended, or a stop
+                    break
                 step = self._global_step
                 stop = False
                 for hook in hooks:
                     stop = bool(hook.after_step(step, loss)) or stop
+                if stop and ctx is not None:             # the next step tells every rank, then all stop
+                    ctx.request_stop()
+                    stop = False
                 every_steps, every_secs = config.save_checkpoints_steps, config.save_checkpoints_secs
                 if (every_steps and step - last_save_step >= every_steps) or \
                         (every_secs and time.monotonic() - last_save_time >= every_secs):
@@ -626,14 +683,35 @@ class _Estimator:
             if not ok and self._global_step != saved_at and self._source is not None and \
                     ckpt.step_of(self._source[0]) != self._global_step:
                 self._source = None                      # unsaved steps: reload the checkpoint next time
+            if self._trainer is not None:                # the host model is the trained one again
+                trainer, self._trainer = self._trainer, None
+                trainer.pull()
             for hook in hooks:
                 hook.end(self)
         return self
+
+    def _device_trainer(self, ctx):
+        """A :class:`minirnn.cuda.DeviceTrainer` when ``RunConfig.device`` picks the GPU, else None."""
+        if self._config.device == "cpu":
+            return None
+        from . import cuda
+        if cuda.select_device(self._config.device) != "cuda":
+            return None
+        if ctx is not None:
+            raise ValueError("RunConfig(device='cuda') with MPI data-parallel training is not supported: use "
+                             "device='cpu' under mpiexec")
+        return cuda.DeviceTrainer(self._network, self._optimizer)
 
     # ---- evaluate -----------------------------------------------------------------------------
 
     def _network_for(self, checkpoint_path):
         """The in-memory network, or a separate one loaded from ``checkpoint_path``."""
+        ctx = self._distribution()
+        if ctx is not None:                             # data-parallel: rank 0 reads, every rank gets it
+            return ctx.network_for(self, checkpoint_path, self._local_network_for)
+        return self._local_network_for(checkpoint_path)
+
+    def _local_network_for(self, checkpoint_path):
         if checkpoint_path is not None:
             net = self._new_network()
             step = self._load_into(net, os.fspath(checkpoint_path), with_training_state=False)
@@ -661,6 +739,8 @@ class _Estimator:
                 hook.end(self)
         metrics["global_step"] = np.int64(step)
         out_dir = self.eval_dir(name)
+        if not self._is_chief():                        # data-parallel: rank 0 alone writes model_dir
+            return metrics
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps({k: (int(v) if k == "global_step" else float(v)) for k, v in metrics.items()}) + "\n")
@@ -676,6 +756,10 @@ class _Estimator:
 
     def _evaluate(self, net, input_fn, steps, exact_auc=False, hooks=()):
         """Metrics over the batches; hooks see each batch as a step (its number, its loss) and may stop."""
+        ctx = self._distribution()
+        if ctx is not None:             # data-parallel: each rank its share, the evaluators merged
+            merged = ctx.evaluate(self, net, input_fn, steps, exact_auc, hooks)
+            return {k: np.float32(v) for k, v in self._metric_names(merged.result()).items()}
         evaluator = self._head.metrics(exact_auc)
         count = 0
         for features, labels in batches(input_fn):
@@ -725,10 +809,15 @@ class _Estimator:
 
     def _prediction_batches(self, net, input_fn, predict_keys, yield_single_examples, trim_sequences, hooks):
         mask_key = self._net_args.get("sequence_mask_key", "sequence_mask")
-        for number, (features, _labels) in enumerate(batches(input_fn), 1):
-            for hook in hooks:
-                hook.before_step(number)
-            preds, mask = ex.predict_batch(self._kind, self._head, net, features, mask_key, self._prediction_options())
+
+        def predict(features):
+            return ex.predict_batch(self._kind, self._head, net, features, mask_key, self._prediction_options())
+        ctx = self._distribution()
+        if ctx is not None:     # data-parallel: each rank its share, gathered in order on rank 0 (others: none)
+            stream = ctx.predictions(self, net, input_fn, mask_key, hooks, predict)
+        else:
+            stream = self._local_predictions(input_fn, hooks, predict)
+        for number, (preds, mask) in enumerate(stream, 1):
             if predict_keys is not None:
                 unknown = [k for k in predict_keys if k not in preds]
                 if unknown:
@@ -747,13 +836,22 @@ class _Estimator:
             if any([bool(hook.after_step(number, None)) for hook in hooks]):
                 return
 
+    @staticmethod
+    def _local_predictions(input_fn, hooks, predict):
+        for number, (features, _labels) in enumerate(batches(input_fn), 1):
+            for hook in hooks:
+                hook.before_step(number)
+            yield predict(features)
+
     def predict_proba(self, input_fn, checkpoint_path=None):
         """Class probabilities of every example as one array [N, n_classes] (or [N, T, n] with
-        return_sequences, padded to the longest batch)."""
+        return_sequences, padded to the longest batch). Data-parallel: on rank 0; None on the others."""
         if not isinstance(self._head, (BinaryClassHead, MultiClassHead)):
             raise ValueError("predict_proba: only for classifiers")
         parts = [p["probabilities"] for p in self.predict(input_fn, ["probabilities"], checkpoint_path=checkpoint_path,
                                                            yield_single_examples=False)]
+        if not parts and not self._is_chief():
+            return None
         if not parts:
             raise ValueError("predict_proba: input_fn produced no batch")
         if parts[0].ndim == 3:
@@ -791,14 +889,25 @@ class _Estimator:
         by onnxruntime; returns ``path``. Needs the ``onnx`` extra. Inputs, outputs and the
         arguments: :func:`minirnn.onnx_export.export_onnx`."""
         from .onnx_export import export_onnx
-        return export_onnx(self, path, opset=opset, id_inputs=id_inputs, checkpoint_path=checkpoint_path)
+
+        def write():
+            return export_onnx(self, path, opset=opset, id_inputs=id_inputs, checkpoint_path=checkpoint_path)
+        ctx = self._distribution()
+        return write() if ctx is None else ctx.on_chief(write, "exporting ONNX on rank 0")
 
     def _export(self, export_dir_base, modes, assets_extra, as_text, checkpoint_path):
+        ctx = self._distribution()
+        if ctx is not None:                       # data-parallel: rank 0 reads and writes, every rank gets the path
+            return ctx.on_chief(lambda: self._export_here(export_dir_base, modes, assets_extra, as_text,
+                                                          checkpoint_path), "exporting on rank 0")
+        return self._export_here(export_dir_base, modes, assets_extra, as_text, checkpoint_path)
+
+    def _export_here(self, export_dir_base, modes, assets_extra, as_text, checkpoint_path):
         if checkpoint_path is None:
             checkpoint_path = self.latest_checkpoint()
             if checkpoint_path is None:
                 raise NotFittedError(f"Couldn't find trained model at {self._model_dir}.")
-        net, step = self._network_for(checkpoint_path)
+        net, step = self._local_network_for(checkpoint_path)
         receiver = ex.receiver_description(modes.get("infer", modes.get("eval")))
         spec = self._spec()
         spec.update({"format": ex.FORMAT, "global_step": step, "modes": sorted(modes),

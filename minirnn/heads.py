@@ -47,11 +47,14 @@ def _softmax(x):
 class LossResult:
     """``loss`` (the training loss, a float), ``d_logits`` (its gradient, shaped as the logits), and
     for the valid rows: ``unreduced`` per-element losses, ``weights`` per element, ``logits`` [N, k]
-    and ``labels`` (validated: class ids, or floats)."""
+    and ``labels`` (validated: class ids, or floats). ``weighted_sum`` (sum of w * l) and
+    ``denominator`` (what the loss reduction divides it by; 0 gives a zero loss) let batches computed
+    apart (data-parallel ranks, :mod:`minirnn.distributed`) be added into one batch's loss."""
 
-    def __init__(self, loss, d_logits, unreduced, weights, logits, labels):
+    def __init__(self, loss, d_logits, unreduced, weights, logits, labels, weighted_sum=None, denominator=None):
         self.loss, self.d_logits, self.unreduced, self.weights = loss, d_logits, unreduced, weights
         self.logits, self.labels = logits, labels
+        self.weighted_sum, self.denominator = weighted_sum, denominator
 
 
 class _Head:
@@ -143,14 +146,7 @@ class _Head:
             w if w.ndim == unreduced.ndim else w.reshape(w.shape + (1,) * (unreduced.ndim - w.ndim)),
             unreduced.shape)
         weighted = np.sum(w_elem * unreduced)          # an all-masked sequence batch gives 0, as TF
-        if self.loss_reduction == "sum":
-            denom = 1.0
-        elif self.loss_reduction == "sum_over_batch_size":
-            denom = float(unreduced.size)
-        elif self.loss_reduction == "sum_by_nonzero_weights":
-            denom = float(np.count_nonzero(w_elem))
-        else:                                                   # mean
-            denom = float(np.sum(w_elem))
+        denom = self.denominator(w_elem)
         scale = 1.0 / denom if denom > 0 else 0.0
         loss = float(weighted * scale)
         d_flat = d_unreduced * self._grad_weights(w_elem) * scale
@@ -160,7 +156,19 @@ class _Head:
         else:
             d_logits = np.zeros(logits.shape, dtype=logits.dtype)
             d_logits[index] = d_flat
-        return LossResult(loss, d_logits, unreduced, w_elem, flat_logits, y)
+        return LossResult(loss, d_logits, unreduced, w_elem, flat_logits, y, float(weighted), denom)
+
+    def denominator(self, w_elem):
+        """What ``loss_reduction`` divides sum(w * l) by, from the per-element weights ``w_elem``
+        (shaped as the unreduced losses): 1 for 'sum', the element count for
+        'sum_over_batch_size', the non-zero weights for 'sum_by_nonzero_weights', sum(w) for 'mean'."""
+        if self.loss_reduction == "sum":
+            return 1.0
+        if self.loss_reduction == "sum_over_batch_size":
+            return float(np.size(w_elem))
+        if self.loss_reduction == "sum_by_nonzero_weights":
+            return float(np.count_nonzero(w_elem))
+        return float(np.sum(w_elem))                            # mean
 
     def _grad_weights(self, w_elem):
         return w_elem[:, None] if w_elem.ndim == 1 else w_elem
@@ -385,11 +393,14 @@ def head_from_config(config):
 
 
 class _Evaluator:
-    """Streams TF's evaluation metrics for one head over batches; ``result()`` gives the dict."""
+    """Streams TF's evaluation metrics for one head over batches; ``result()`` gives the dict.
+    ``state()`` / ``merge_state()`` add up evaluators filled apart (data-parallel ranks): batch k
+    of the merged evaluator is the union of every part's batch k."""
 
     def __init__(self, head, exact_auc=False):
         self.head = head
         self.average_loss, self.batch_losses = M.Mean(), []
+        self.batch_sums = []                    # per batch: (sum of w * l, the reduction's denominator)
         if isinstance(head, BinaryClassHead):
             self.accuracy, self.label_mean, self.prediction_mean = M.Mean(), M.Mean(), M.Mean()
             self.auc = M.AUC("ROC", exact=exact_auc)
@@ -406,6 +417,7 @@ class _Evaluator:
         flat_logits, y, w = result.logits, result.labels, result.weights   # valid rows; w per element
         self.average_loss.update(result.unreduced, w)
         self.batch_losses.append(result.loss)
+        self.batch_sums.append((result.weighted_sum, result.denominator))
         head = self.head
         if isinstance(head, BinaryClassHead):
             p = _sigmoid(flat_logits[:, 0].astype(np.float64))
@@ -422,6 +434,38 @@ class _Evaluator:
             self.label_mean.update(y, w)
             self.prediction_mean.update(flat_logits.astype(np.float64), w)
         return result.loss
+
+    def add_empty_batch(self):
+        """Count a batch none of whose examples were here (a data-parallel rank's empty share)."""
+        self.batch_sums.append((0.0, 0.0))
+
+    def _metrics(self):
+        return {k: v for k, v in vars(self).items() if isinstance(v, (M.Mean, M.ConfusionCounts, M.AUC))}
+
+    def state(self):
+        """Plain arrays: every metric's sums and the per-batch loss sums."""
+        return {"metrics": {k: m.state() for k, m in self._metrics().items()},
+                "batch_sums": np.array(self.batch_sums, dtype=np.float64).reshape(-1, 2)}
+
+    def merge_state(self, state):
+        """Add another evaluator's ``state()`` in: sums add up, batch k's loss becomes that of the
+        union of both batches k (sum of w * l over the sum of the denominators; the sum itself
+        for loss_reduction 'sum')."""
+        metrics = self._metrics()
+        if set(state["metrics"]) != set(metrics):
+            raise ValueError(f"merge_state: metrics {sorted(state['metrics'])} do not match {sorted(metrics)}")
+        for key, metric in metrics.items():
+            metric.merge_state(state["metrics"][key])
+        mine, other = np.array(self.batch_sums, dtype=np.float64).reshape(-1, 2), np.asarray(state["batch_sums"])
+        n = max(len(mine), len(other))
+        sums = np.zeros((n, 2))
+        sums[:len(mine)] += mine
+        sums[:len(other)] += other
+        self.batch_sums = [tuple(row) for row in sums]
+        if self.head.loss_reduction == "sum":           # no denominator: the loss is the sum
+            self.batch_losses = [w for w, _ in sums]
+        else:
+            self.batch_losses = [w * (1.0 / d) if d > 0 else 0.0 for w, d in sums]
 
     def result(self):
         out = {"average_loss": self.average_loss.result(),

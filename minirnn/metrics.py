@@ -1,7 +1,8 @@
 """Streamed, weighted metric pieces with TF/Keras definitions: means, confusion counts, AUC.
 
 Each accumulator takes batches through ``update`` and reports with ``result``; weights are per
-element. AUC follows ``tf.keras.metrics.AUC()`` by default: 200 thresholds evenly spread on [0, 1]
+element. ``state()`` gives its sums as plain arrays and ``merge_state(state)`` adds another's in, so
+accumulators filled apart (data-parallel ranks) merge into the result of one pass over all batches. AUC follows ``tf.keras.metrics.AUC()`` by default: 200 thresholds evenly spread on [0, 1]
 (plus -1e-7 and 1 + 1e-7 at the ends), weighted confusion counts per threshold, and the interpolated area (trapezoids
 for ROC; Davis & Goadrich interpolation for precision-recall). Labels count as positive when non-zero
 (Keras casts them to bool, so a soft label of 0.3 is a positive). ``exact=True`` keeps every score
@@ -36,6 +37,14 @@ class Mean:
     def result(self):
         return float(_div(self.total, self.count))
 
+    def state(self):
+        """The sums this mean streams (plain arrays): ``merge_state`` adds another's in."""
+        return {"total": self.total, "count": self.count}
+
+    def merge_state(self, state):
+        self.total += float(state["total"])
+        self.count += float(state["count"])
+
 
 class ConfusionCounts:
     """Weighted tp, fp, tn, fn of ``score > threshold`` for each threshold."""
@@ -61,6 +70,18 @@ class ConfusionCounts:
         self.fp += above_neg
         self.fn += pos.sum() - above_pos
         self.tn += neg.sum() - above_neg
+
+    def state(self):
+        """The weighted counts per threshold: ``merge_state`` adds another's in."""
+        return {"tp": self.tp.copy(), "fp": self.fp.copy(), "tn": self.tn.copy(), "fn": self.fn.copy()}
+
+    def merge_state(self, state):
+        for key in ("tp", "fp", "tn", "fn"):
+            counts = np.asarray(state[key], dtype=np.float64)
+            if counts.shape != self.tp.shape:
+                raise ValueError(f"merge_state: {key} has {counts.shape[0] if counts.ndim else 0} thresholds, "
+                                 f"this metric {len(self.thresholds)}")
+            getattr(self, key).__iadd__(counts)
 
 
 def keras_thresholds(num_thresholds=200):
@@ -90,6 +111,27 @@ class AUC:
                                  else np.broadcast_to(weights, labels.shape).ravel().astype(np.float64))
         else:
             self.counts.update(labels, scores, weights)
+
+    def state(self):
+        """Threshold counts, or with ``exact`` every (label, score, weight) seen so far: plain
+        arrays that ``merge_state`` adds to another AUC of the same kind (data-parallel evaluation
+        sums the counts or concatenates the scores, so the merged result equals one pass over all)."""
+        if self.exact:
+            cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+            return {"exact": True, "labels": cat(self._labels), "scores": cat(self._scores),
+                    "weights": cat(self._weights)}
+        return {"exact": False, **self.counts.state()}
+
+    def merge_state(self, state):
+        if bool(state["exact"]) != self.exact:
+            raise ValueError("merge_state: an exact AUC and a thresholded AUC cannot be merged")
+        if self.exact:
+            if len(state["labels"]):
+                self._labels.append(np.asarray(state["labels"], dtype=np.float64))
+                self._scores.append(np.asarray(state["scores"], dtype=np.float64))
+                self._weights.append(np.asarray(state["weights"], dtype=np.float64))
+        else:
+            self.counts.merge_state(state)
 
     def result(self):
         if self.exact:

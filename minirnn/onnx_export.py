@@ -444,7 +444,7 @@ def _source(source, checkpoint_path, custom_objects):
             checkpoint_path = source.latest_checkpoint()
             if checkpoint_path is None:
                 raise NotFittedError(f"Couldn't find trained model at {source.model_dir}.")
-        network, step = source._network_for(checkpoint_path)
+        network, step = source._local_network_for(checkpoint_path)   # this process reads it (MPI: rank 0)
         return network, source._head, source._kind, source._prediction_options(), \
             f"{type(source).__name__} at global step {step}"
     if isinstance(source, (str, bytes, os.PathLike)):
