@@ -1,0 +1,97 @@
+"""Training on the device (``minirnn.cuda``) against CPU training, under Numba's CUDA simulator;
+device selection without a GPU; the import rules of the CUDA modules.
+
+The simulator tests are in ``_cuda_training_sim.py`` and run in a child process (the simulator must
+be on before Numba is first imported; see ``_cuda_subprocess.py``).
+"""
+
+import ast
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from _cuda_subprocess import run_simulated
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CUDA_KERNELS = ["cuda_common.py", "simple_rnn_cuda.py", "lstm_cuda.py", "gru_cuda.py", "updates_cuda.py"]
+CPU_KERNELS = ["simple_rnn.py", "lstm.py", "gru.py", "_jit.py", "updates.py", "reference.py", "__init__.py"]
+
+
+def test_cuda_training_under_the_simulator(tmp_path):
+    run_simulated("_cuda_training_sim.py", tmp_path)
+
+
+def _imports(path):
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            names |= {f"{base}.{a.name}" if node.module == "numba" else base for a in node.names}
+    return names
+
+
+@pytest.mark.parametrize("name", CUDA_KERNELS)
+def test_cuda_kernel_modules_import_only_numpy_numba_and_each_other(name):
+    for module in _imports(os.path.join(ROOT, "kernels", name)):
+        assert module.split(".")[0] in ("numpy", "numba", "functools", "math", "sys", "threading") \
+            or module.startswith("."), module
+        assert "minirnn" not in module, module
+
+
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_cpu_kernel_modules_never_import_numba_cuda(name):
+    imports = _imports(os.path.join(ROOT, "kernels", name))
+    assert not any("cuda" in m for m in imports), imports
+
+
+def test_importing_minirnn_cuda_does_not_load_numba_cuda(tmp_path):
+    code = "import sys, minirnn, minirnn.cuda; print('numba.cuda' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_select_device_without_a_gpu(caplog):
+    from numba import config
+    from minirnn.cuda import gpu_available, select_device
+    if config.ENABLE_CUDASIM or gpu_available()[0]:
+        pytest.skip("a GPU (or the simulator) is present: the no-GPU rules do not apply")
+    assert select_device("cpu") == "cpu"
+    with pytest.raises(RuntimeError, match="device='cuda' but no CUDA GPU"):
+        select_device("cuda")
+    with caplog.at_level(logging.INFO, logger="minirnn.cuda"):
+        assert select_device("auto") == "cpu"
+    assert [r.getMessage() for r in caplog.records if r.name == "minirnn.cuda"][0].startswith("device='auto'")
+    with pytest.raises(ValueError, match="expected one of"):
+        select_device("tpu")
+
+
+def test_runconfig_device(tmp_path, caplog):
+    import numpy as np
+    import minirnn
+    from numba import config
+    from minirnn import feature_column as fc
+    from minirnn.cuda import gpu_available
+    from minirnn.inputs import numpy_input_fn
+    with pytest.raises(ValueError, match="device: expected 'cpu', 'cuda' or 'auto', got 'gpu'"):
+        minirnn.RunConfig(device="gpu")
+    assert minirnn.RunConfig().device == "cpu" and minirnn.RunConfig(device="auto").replace(model_dir="m").device == "auto"
+    if config.ENABLE_CUDASIM or gpu_available()[0]:
+        pytest.skip("a GPU (or the simulator) is present: the no-GPU rules do not apply")
+    x, y = [np.ones((3, 1), np.float32), np.zeros((2, 1), np.float32)], np.array([1, 0])
+
+    def estimator(device, name):
+        return minirnn.RNNClassifier([fc.sequence_numeric_column("x")], units=[2], model_dir=tmp_path / name,
+                                     config=minirnn.RunConfig(device=device, save_summary_steps=None))
+    with pytest.raises(RuntimeError, match="device='cuda' but no CUDA GPU"):
+        estimator("cuda", "cuda").train(numpy_input_fn({"x": x}, y, shuffle=False), steps=1)
+    with caplog.at_level(logging.INFO, logger="minirnn.cuda"):
+        estimator("auto", "auto").train(numpy_input_fn({"x": x}, y, shuffle=False), steps=1)
+    assert any("training on the CPU" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "auto" / "model.ckpt-1.h5").exists()
+    assert not (tmp_path / "cuda").exists()               # refused before anything was written
