@@ -457,18 +457,7 @@ class DeviceTrainer:
         optimizer.iterations += 1
         host_slots = optimizer._slots[:self._n_host]
         for p, g, slots in zip(host_params, host_grads, host_slots):    # embedding tables, on the host
-            if isinstance(g, opt_module.SparseRows):
-                rows = g.rows
-                w = np.ascontiguousarray(p[rows])
-                sl = {k: np.ascontiguousarray(v[rows]) for k, v in slots.items()}
-                optimizer._update(w.reshape(-1), np.ascontiguousarray(g.values).reshape(-1),
-                                  {k: v.reshape(-1) for k, v in sl.items()}, lr, p.dtype.type)
-                p[rows] = w
-                for k, v in sl.items():
-                    slots[k][rows] = v
-            else:
-                optimizer._update(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
-                                  {k: v.reshape(-1) for k, v in slots.items()}, lr, p.dtype.type)
+            optimizer._apply_one(p, g, slots, lr)
         cast = dtype.type
         for k, (p, g, slots) in enumerate(zip(dev_params, dev_grads, self._slots)):   # the model, on the device
             flat_slots = {name: v.reshape(v.size) for name, v in slots.items()}

@@ -178,18 +178,22 @@ class Optimizer:
         lr = self.current_learning_rate()
         self.iterations += 1
         for p, g, slots in zip(params, grads, self._slots):
-            if isinstance(g, SparseRows):               # update only the rows that have a gradient
-                rows = g.rows
-                w = np.ascontiguousarray(p[rows])
-                sl = {k: np.ascontiguousarray(v[rows]) for k, v in slots.items()}
-                self._update(w.reshape(-1), np.ascontiguousarray(g.values).reshape(-1),
-                             {k: v.reshape(-1) for k, v in sl.items()}, lr, p.dtype.type)
-                p[rows] = w
-                for k, v in sl.items():
-                    slots[k][rows] = v
-            else:
-                self._update(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
-                             {k: v.reshape(-1) for k, v in slots.items()}, lr, p.dtype.type)
+            self._apply_one(p, g, slots, lr)
+
+    def _apply_one(self, p, g, slots, lr):
+        """Update one parameter (in place) from its gradient, dense or SparseRows, and its slots."""
+        if isinstance(g, SparseRows):                   # update only the rows that have a gradient
+            rows = g.rows
+            w = np.ascontiguousarray(p[rows])
+            sl = {k: np.ascontiguousarray(v[rows]) for k, v in slots.items()}
+            self._update(w.reshape(-1), np.ascontiguousarray(g.values).reshape(-1),
+                         {k: v.reshape(-1) for k, v in sl.items()}, lr, p.dtype.type)
+            p[rows] = w
+            for k, v in sl.items():
+                slots[k][rows] = v
+        else:
+            self._update(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
+                         {k: v.reshape(-1) for k, v in slots.items()}, lr, p.dtype.type)
 
     def _update(self, w, g, slots, lr, cast):
         raise NotImplementedError
