@@ -484,13 +484,15 @@ def test_dataframe_feature_names():
 # without scikit-learn, and the lazy import
 # ---------------------------------------------------------------------------------------------
 
-def _run(code):
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+def _run(code, cwd):
+    # cwd outside the checkout: the installed minirnn (with minirnn.kernels), not the source folder
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
+                         cwd=cwd)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
 
-def test_works_without_scikit_learn():
+def test_works_without_scikit_learn(tmp_path):
     out = _run("""
         import pickle, sys
         sys.modules["sklearn"] = None                 # import sklearn now raises ImportError
@@ -522,17 +524,17 @@ def test_works_without_scikit_learn():
         assert repr(reg) == "SequenceRegressor(epochs=2, random_state=0, units=4)"
         assert "sklearn" not in [m for m in sys.modules if sys.modules[m] is not None]
         print("ok")
-    """)
+    """, tmp_path)
     assert out.strip() == "ok"
 
 
-def test_import_minirnn_stays_lazy():
+def test_import_minirnn_stays_lazy(tmp_path):
     out = _run("""
         import sys, minirnn
         assert "sklearn" not in sys.modules and "minirnn.sklearn" not in sys.modules
         assert "sklearn" not in minirnn.__all__
         print(minirnn.sklearn.SequenceClassifier.__module__)
-    """)
+    """, tmp_path)
     assert out.strip() == "minirnn.sklearn"
 
 
