@@ -457,8 +457,7 @@ def _train(args):
     steps = args.steps or math.ceil(len(data) / batch_size) * (args.epochs or 10)
     settings["last_training_run"] = {"data": os.path.abspath(args.data), "steps": steps, "epochs": args.epochs}
     estimator = _estimator(settings, model_dir, args.log_every)
-    if estimator._is_chief():                    # under mpiexec: rank 0 alone writes (and logs)
-        _save_settings(model_dir, settings)
+    _on_chief(estimator, lambda: _save_settings(model_dir, settings), "writing the command-line settings")
     logger.info("training %s on %d sequences of %d feature(s) from %s: %s(%s), %d steps of batch %d%s",
                 "a regression" if settings["task"] == "regression" else
                 f"a {len(settings['label_vocabulary'])}-class classifier", len(data), data.dimension, args.data,
@@ -496,6 +495,8 @@ def _predict(args):
     regression = settings["task"] == "regression"
     keys = ["predictions"] if regression else ["probabilities"]
     vocabulary = settings["label_vocabulary"]
+    if args.output != "-":                        # a bad output path fails now, on every rank, not after predicting
+        _on_chief(estimator, lambda: _check_writable(args.output), "opening the output file")
     batches = estimator.predict(_input_fn(data, None, args.batch_size), predict_keys=keys, yield_single_examples=False,
                                 hooks=_batch_bar("predict", math.ceil(len(data) / args.batch_size)))
     if not estimator._is_chief():                # under mpiexec: rank 0 gets every prediction and writes them
@@ -527,6 +528,22 @@ def _predict(args):
     if args.output != "-":
         logger.info("wrote %d predictions to %s", row, args.output)
     return 0
+
+
+def _on_chief(estimator, fn, what):
+    """``fn()`` here, or under mpiexec on rank 0 with its result (or error) given to every rank, so
+    that a failure there stops all ranks at once instead of leaving them waiting."""
+    ctx = estimator._distribution()
+    return fn() if ctx is None else ctx.on_chief(fn, what)
+
+
+def _check_writable(path):
+    probe = f"{path}.tmp-{os.getpid()}"
+    try:
+        open(probe, "w").close()
+    except OSError as error:
+        raise UsageError(f"--output {path}: cannot write there ({error.strerror})") from None
+    os.remove(probe)
 
 
 def _number(value):

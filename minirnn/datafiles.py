@@ -30,6 +30,7 @@ each row, from the start) or ``mask`` [N, T] (valid steps, gaps allowed), ``y`` 
 import csv
 import math
 import os
+import zipfile
 
 import numpy as np
 
@@ -39,6 +40,9 @@ FORMATS = ("ts", "csv", "npz", "hdf5")
 _EXTENSIONS = {".ts": "ts", ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".npz": "npz", ".h5": "hdf5",
                ".hdf5": "hdf5", ".hdf": "hdf5"}
 _MISSING = {"?", "nan", "NaN", "NAN"}
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DataError(ValueError):
@@ -160,6 +164,9 @@ def _series(path, number, dim, text):
         if not math.isfinite(values[k]):
             raise DataError(f"{path}, line {number}: dimension {dim}, step {k + 1}: expected a finite number, got "
                             f"{cell!r}")
+        if abs(values[k]) > _FLOAT32_MAX:
+            raise DataError(f"{path}, line {number}: dimension {dim}, step {k + 1}: {cell} is beyond float32's "
+                            "range (+-3.4e38)")
     return values
 
 
@@ -263,6 +270,8 @@ def _number(path, number, column, cell):
         value = None
     if value is None or not math.isfinite(value):
         raise DataError(f"{path}, line {number}, column {column!r}: expected a finite number, got {cell!r}")
+    if abs(value) > _FLOAT32_MAX:
+        raise DataError(f"{path}, line {number}, column {column!r}: {cell} is beyond float32's range (+-3.4e38)")
     return value
 
 
@@ -283,6 +292,8 @@ def read_csv(path, label_column=None, id_column=None, time_column=None, feature_
                         "column is a time step")
     if delimiter is None:
         delimiter = "\t" if path.lower().endswith(".tsv") else ","
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
+        raise DataError(f"delimiter: expected one character (not a quote or a line break), got {delimiter!r}")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             rows = list(csv.reader(f, delimiter=delimiter))
@@ -399,7 +410,11 @@ def _load_arrays(path, kind):
     names = ("x", "lengths", "mask", "y", "ids")
     if kind == "npz":
         try:
-            with np.load(path, allow_pickle=False) as f:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise DataError(f"{path}: a single .npy array; expected an .npz archive of arrays x, y, lengths or "
+                                "mask, ids (np.savez)")
+            with loaded as f:
                 present = list(f.keys())
                 return {k: f[k] for k in names if k in f}, present
         except ValueError as error:
@@ -407,7 +422,7 @@ def _load_arrays(path, kind):
                 raise DataError(f"{path}: holds Python objects (pickled); save strings as fixed-width text arrays "
                                 "(np.array(labels, dtype=str)) instead") from None
             raise DataError(f"{path}: not a readable .npz file ({error})") from None
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zipfile.BadZipFile) as error:
             raise DataError(f"{path}: not a readable .npz file ({error})") from None
     import h5py
     try:
@@ -477,6 +492,14 @@ def read_arrays(path, kind="npz"):
             y = y[:, 0]
         if y.shape != (N,):
             raise DataError(f"{path}: 'y' has shape {y.shape}; expected one label per row of 'x' ({N})")
+        if y.dtype.kind == "S":                                 # bytes: text, as the HDF5 reader reads it
+            try:
+                y = np.char.decode(y, "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}: 'y' holds bytes that are not UTF-8 text ({error.reason})") from None
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            row = int(np.flatnonzero(~np.isfinite(y))[0])
+            raise DataError(f"{path}: 'y'[{row}] is {y[row]}; labels must be finite")
         labels = y.astype(object) if y.dtype.kind in "USO" else y
     ids = None
     if "ids" in arrays:

@@ -143,7 +143,11 @@ class MPIDistribution:
 
     def __init__(self, comm=None, timeout=None, embedding_gradients="auto"):
         if timeout is None:
-            timeout = float(os.environ.get("MINIRNN_MPI_TIMEOUT", DEFAULT_TIMEOUT))
+            text = os.environ.get("MINIRNN_MPI_TIMEOUT", DEFAULT_TIMEOUT)
+            try:
+                timeout = float(text)
+            except ValueError:
+                raise ValueError(f"MINIRNN_MPI_TIMEOUT: expected a positive number of seconds, got {text!r}") from None
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
         if embedding_gradients not in EMBEDDING_MODES:

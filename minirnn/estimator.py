@@ -683,11 +683,13 @@ class _Estimator:
             if not ok and self._global_step != saved_at and self._source is not None and \
                     ckpt.step_of(self._source[0]) != self._global_step:
                 self._source = None                      # unsaved steps: reload the checkpoint next time
-            if self._trainer is not None:                # the host model is the trained one again
-                trainer, self._trainer = self._trainer, None
-                trainer.pull()
-            for hook in hooks:
-                hook.end(self)
+            try:
+                if self._trainer is not None:            # the host model is the trained one again
+                    trainer, self._trainer = self._trainer, None
+                    trainer.pull()
+            finally:
+                for hook in hooks:
+                    hook.end(self)
         return self
 
     def _device_trainer(self, ctx):

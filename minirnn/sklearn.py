@@ -169,7 +169,11 @@ def _is_sparse(X):
 
 def _to_float(name, value, dtype):
     """``value`` as a finite float array of ``dtype``, with errors that name ``name``."""
-    if np.iscomplexobj(value):
+    try:
+        complex_ = np.iscomplexobj(value)
+    except (TypeError, ValueError) as error:   # e.g. ragged nesting that is no array
+        raise ValueError(f"{name}: expected numbers; {error}") from error
+    if complex_:
         raise ValueError(f"{name}: Complex data not supported; expected real numbers")
     try:
         arr = np.asarray(value, dtype=dtype)
@@ -410,6 +414,11 @@ class _SequenceEstimator(_Base):
     def _validate_params(self):
         _positive_int("epochs", self.epochs)
         _positive_int("batch_size", self.batch_size)
+        units = [self.units] if isinstance(self.units, numbers.Integral) else self.units
+        if not isinstance(units, (list, tuple)) or not units or \
+                not all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in units):
+            raise ValueError(f"units: expected a positive int or a non-empty list of them (one per layer), "
+                             f"got {self.units!r}")
         for name in ("shuffle", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
@@ -872,7 +881,11 @@ class SequenceRegressor(_SequenceEstimator):
         d = 1 if values.ndim == 1 else values.shape[1]
         flat = values.reshape(n, d)
         mean = np.average(flat, axis=0, weights=weights)                 # weighted: a weight k = k copies
-        scale = np.sqrt(np.average((flat - mean) ** 2, axis=0, weights=weights))
+        with np.errstate(over="ignore", invalid="ignore"):                  # checked just below
+            scale = np.sqrt(np.average((flat - mean) ** 2, axis=0, weights=weights))
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale))):
+            raise ValueError("y: the targets' mean or spread overflows float64; rescale y (e.g. divide it by "
+                             "a constant) before fitting")
         return {"n_outputs_": d, "_y_is_1d": values.ndim == 1, "_head": RegressionHead(d),
                 "_y_mean": mean, "_y_scale": np.where(scale > 0, scale, 1.0)}
 

@@ -121,8 +121,10 @@ class SummarySaverHook(SessionRunHook):
 
     def __init__(self, output_dir, save_steps=100, log_step_count_steps=100):
         for name, value in (("save_steps", save_steps), ("log_step_count_steps", log_step_count_steps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+            if (value is not None or name == "save_steps") and \
+                    (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(f"{name}: expected a positive integer{'' if name == 'save_steps' else ' or None'}, "
+                                 f"got {value!r}")
         self.output_dir, self.save_steps = os.fspath(output_dir), int(save_steps)
         self.log_step_count_steps = None if log_step_count_steps is None else int(log_step_count_steps)
         self._writer = None

@@ -362,3 +362,32 @@ def test_array_readers_and_their_errors(tmp_path):
         assert message in str(info.value)
     with pytest.raises(DataError, match="can not tell the format"):
         datafiles.read(tmp_path / "data.xyz")
+
+
+def test_reader_refuses_what_would_crash_or_mislabel(tmp_path):
+    """Malformed files that once gave a raw traceback or wrong class names: each is a DataError
+    naming the file and what was expected."""
+    (tmp_path / "a.csv").write_text("label,t0,t1\nx,1,2\n")
+    for delimiter in (";;", "", "\n"):
+        with pytest.raises(DataError, match="delimiter: expected one character"):
+            datafiles.read(tmp_path / "a.csv", label_column="label", delimiter=delimiter)
+    (tmp_path / "big.csv").write_text("label,t0,t1\nx,1,1e39\n")
+    with pytest.raises(DataError, match=r"big.csv, line 2, column 't1': 1e39 is beyond float32's range"):
+        datafiles.read(tmp_path / "big.csv", label_column="label")
+    (tmp_path / "big.ts").write_text("@problemName p\n@univariate true\n@equalLength false\n@classLabel true a b\n"
+                                     "@data\n1,1e39:a\n2,3:b\n")
+    with pytest.raises(DataError, match=r"big.ts, line 6: dimension 1, step 2: 1e39 is beyond float32's range"):
+        datafiles.read(tmp_path / "big.ts")
+    (tmp_path / "zip.npz").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(DataError, match="zip.npz: not a readable .npz file"):
+        datafiles.read(tmp_path / "zip.npz")
+    np.save(tmp_path / "one.npy", np.ones(3))
+    os.replace(tmp_path / "one.npy", tmp_path / "one.npz")
+    with pytest.raises(DataError, match="one.npz: a single .npy array; expected an .npz archive"):
+        datafiles.read(tmp_path / "one.npz")
+    x = np.ones((4, 3, 2), np.float32)
+    np.savez(tmp_path / "nan.npz", x=x, y=[0, 1, 0, np.nan])
+    with pytest.raises(DataError, match=r"nan.npz: 'y'\[3\] is nan; labels must be finite"):
+        datafiles.read(tmp_path / "nan.npz")
+    np.savez(tmp_path / "bytes.npz", x=x, y=np.array([b"a", b"b", b"a", b"b"]))
+    assert list(datafiles.read(tmp_path / "bytes.npz").labels) == ["a", "b", "a", "b"]   # text, as from HDF5

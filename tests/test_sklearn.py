@@ -543,3 +543,14 @@ def test_not_fitted_error_is_also_scikit_learns():
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         SequenceClassifier().predict(np.ones((2, 3)))
+
+
+def test_errors_found_in_review_name_the_argument():
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    clf = SequenceClassifier(epochs=1, random_state=0).fit(X, [0, 1] * 5)
+    with pytest.raises(ValueError, match="units: expected a positive int or a non-empty list"):
+        clf.set_params(warm_start=True, units=None).fit(X, [0, 1] * 5)
+    with pytest.raises(ValueError, match=r"X\[0\]: expected numbers"):
+        SequenceClassifier(epochs=1).fit([[[1, 2], [3]]] * 20, [0, 1] * 10)
+    with pytest.raises(ValueError, match="y: the targets' mean or spread overflows float64"):
+        SequenceRegressor(epochs=1).fit(X, [1e200, -1e200] * 5)

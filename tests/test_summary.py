@@ -124,6 +124,8 @@ def test_run_config_keeps_and_checks_save_summary_steps(tmp_path):
             minirnn.RunConfig(save_summary_steps=bad)
     with pytest.raises(ValueError, match="save_steps"):
         summary.SummarySaverHook(str(tmp_path), save_steps=0)
+    with pytest.raises(ValueError, match="save_steps: expected a positive integer, got None"):
+        summary.SummarySaverHook(str(tmp_path), save_steps=None)
 
 
 def test_without_tensorboardx_the_estimator_works_and_says_so_once(tmp_path, monkeypatch, caplog):
