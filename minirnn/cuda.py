@@ -33,6 +33,8 @@ import math
 
 import numpy as np
 
+from .model import tile_context
+
 __all__ = ["DEVICES", "select_device", "gpu_available", "DeviceModel", "DeviceTrainer"]
 
 logger = logging.getLogger(__name__)
@@ -166,33 +168,12 @@ class DeviceModel:
         (None: every step valid); initial_states: None or per layer a list of [B, units] arrays.
         """
         cc, model = self._cc, self.model
-        sequence = np.asarray(sequence)
-        if sequence.ndim != 3:
-            raise ValueError(f"sequence input: expected shape [batch, time, features], got {sequence.shape}")
-        B, T, Ds = sequence.shape
+        sequence, context, (B, T, Ds, Dc) = model.checked_inputs(sequence, mask, context, initial_states)
         if B == 0 or T == 0:
             raise ValueError(f"sequence input: empty batch or sequence (shape {sequence.shape})")
-        Dc = 0
-        if context is not None:
-            context = np.asarray(context)
-            if context.ndim != 2 or context.shape[0] != B:
-                raise ValueError(f"context input: expected shape [{B}, features], got {context.shape}")
-            Dc = context.shape[1]
-        for name, arr in (("sequence input", sequence), ("context input", context)):
-            if arr is not None and arr.dtype != self.dtype:
-                raise TypeError(f"{name}: the model computes in {self.dtype.name}, got {arr.dtype}")
-        if (Ds, Dc) != model.input_dims:
-            raise ValueError(f"inputs: the model was built for {model.input_dims[0]} sequence and "
-                             f"{model.input_dims[1]} context features, got {Ds} and {Dc}")
         if mask is None:
             mask = np.ones((B, T), dtype=bool)
-        if np.shape(mask) != (B, T):
-            raise ValueError(f"mask: expected shape [{B}, {T}], got {np.shape(mask)}")
-        if initial_states is not None and len(initial_states) != len(model.layers):
-            raise ValueError(f"initial_states: expected one list of states per layer ({len(model.layers)}), "
-                             f"got {len(initial_states)}")
-        x = sequence if context is None else np.concatenate(
-            [sequence, np.broadcast_to(context[:, None, :], (B, T, Dc))], axis=2)   # context tiled
+        x = tile_context(sequence, context)
         x = cc.to_device("sequence input", np.ascontiguousarray(x))
         mask_d = cc.mask_to_device(mask, B, T)
         scales, saved, self._final_states = [], [], []

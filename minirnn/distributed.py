@@ -1058,48 +1058,20 @@ def shard_hdf5_input_fn(path, feature_keys, label_key=None, batch_size=128, num_
     reading only its rows from the file: ``input_fn(input_context=None)``, as :func:`shard_input_fn`."""
     import h5py
 
-    from .inputs import hdf5_input_fn
+    from .inputs import hdf5_batches, hdf5_input_fn
     single = hdf5_input_fn(path, feature_keys, label_key, batch_size, num_epochs, shuffle, seed, length_key)
     feature_keys = list(feature_keys)
     with h5py.File(path, "r") as f:
         n = f[feature_keys[0]].shape[0]
 
-    def read(dataset, rows):
-        if isinstance(rows, slice):
-            data = dataset[rows]
-        else:                                    # h5py reads increasing indices: read sorted, then reorder
-            order = np.argsort(rows, kind="stable")
-            data = np.empty_like(dataset[rows[order]])
-            data[order] = dataset[rows[order]]
-        if data.dtype.kind == "O" or h5py.check_string_dtype(dataset.dtype) is not None:
-            data = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in data.ravel()],
-                            dtype=object).reshape(data.shape)
-        return data
-
     def input_fn(input_context=None):
         if input_context is None:
             yield from single()
             return
-        rng = np.random.default_rng(seed if seed is not None else input_context.seed)
-        epoch = 0
         with h5py.File(path, "r") as f:
-            while num_epochs is None or epoch < num_epochs:
-                starts = np.arange(0, n, batch_size)
-                if shuffle:
-                    starts = rng.permutation(starts)
-                for start in starts:
-                    stop = min(start + batch_size, n)
-                    a, b = input_context.bounds(stop - start)
-                    perm = rng.permutation(stop - start) if shuffle else None
-                    if a == b:
-                        yield {}, None
-                        continue
-                    rows = slice(start + a, start + b) if perm is None else start + perm[a:b]
-                    features = {k: read(f[k], rows) for k in feature_keys}
-                    if length_key:
-                        features["sequence_length"] = read(f[length_key], rows)
-                    yield features, (read(f[label_key], rows) if label_key else None)
-                epoch += 1
+            yield from hdf5_batches(f, feature_keys, label_key, length_key, n, batch_size, num_epochs, shuffle,
+                                    np.random.default_rng(seed if seed is not None else input_context.seed),
+                                    bounds=input_context.bounds)
 
     return input_fn
 

@@ -391,6 +391,50 @@ def numpy_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=None, seed=N
     return input_fn
 
 
+def _hdf5_read(dataset, rows):
+    """Rows of an HDF5 dataset (a slice, or indices in any order), strings decoded."""
+    import h5py
+    if isinstance(rows, slice):
+        data = dataset[rows]
+    else:                                        # h5py reads increasing indices: read sorted, then reorder
+        order = np.argsort(rows, kind="stable")
+        data = np.empty_like(dataset[rows[order]])
+        data[order] = dataset[rows[order]]
+    if data.dtype.kind == "O" or h5py.check_string_dtype(dataset.dtype) is not None:
+        data = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in data.ravel()],
+                        dtype=object).reshape(data.shape)
+    return data
+
+
+def hdf5_batches(f, feature_keys, label_key, length_key, n, batch_size, num_epochs, shuffle, rng, bounds=None):
+    """The batches of :func:`hdf5_input_fn` from the open file ``f``: contiguous blocks (in a random
+    order with ``shuffle``), shuffled inside the block. ``bounds(size) -> (a, b)`` keeps rows a..b of
+    each (shuffled) batch, for data-parallel ranks; an empty share yields ``({}, None)``."""
+    epoch = 0
+    while num_epochs is None or epoch < num_epochs:
+        starts = np.arange(0, n, batch_size)
+        if shuffle:
+            starts = rng.permutation(starts)
+        for start in starts:
+            size = min(start + batch_size, n) - start
+            perm = rng.permutation(size) if shuffle else None
+            a, b = (0, size) if bounds is None else bounds(size)
+            if a == b:
+                yield {}, None
+                continue
+            if perm is None:
+                rows, after = slice(start + a, start + b), slice(None)
+            elif (a, b) == (0, size):                # the whole block: one contiguous read, shuffled in memory
+                rows, after = slice(start, start + size), perm
+            else:
+                rows, after = start + perm[a:b], slice(None)
+            features = {k: _hdf5_read(f[k], rows)[after] for k in feature_keys}
+            if length_key:
+                features["sequence_length"] = _hdf5_read(f[length_key], rows)[after]
+            yield features, (_hdf5_read(f[label_key], rows)[after] if label_key else None)
+        epoch += 1
+
+
 def hdf5_input_fn(path, feature_keys, label_key=None, batch_size=128, num_epochs=1, shuffle=False, seed=None,
                   length_key=None):
     """Stream batches from an HDF5 file larger than memory: one read per batch, never the whole file.
@@ -414,29 +458,9 @@ def hdf5_input_fn(path, feature_keys, label_key=None, batch_size=128, num_epochs
     if n == 0:
         raise ValueError(f"{path}: the datasets are empty")
 
-    def read(dataset, start, stop):
-        data = dataset[start:stop]
-        if data.dtype.kind == "O" or h5py.check_string_dtype(dataset.dtype) is not None:
-            data = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in data.ravel()],
-                            dtype=object).reshape(data.shape)
-        return data
-
     def input_fn():
-        rng = np.random.default_rng(seed)
-        epoch = 0
         with h5py.File(path, "r") as f:
-            while num_epochs is None or epoch < num_epochs:
-                starts = np.arange(0, n, batch_size)
-                if shuffle:
-                    starts = rng.permutation(starts)
-                for start in starts:
-                    stop = min(start + batch_size, n)
-                    perm = rng.permutation(stop - start) if shuffle else slice(None)
-                    features = {k: read(f[k], start, stop)[perm] for k in feature_keys}
-                    if length_key:
-                        features["sequence_length"] = read(f[length_key], start, stop)[perm]
-                    labels = read(f[label_key], start, stop)[perm] if label_key else None
-                    yield features, labels
-                epoch += 1
+            yield from hdf5_batches(f, feature_keys, label_key, length_key, n, batch_size, num_epochs, shuffle,
+                                    np.random.default_rng(seed))
 
     return input_fn

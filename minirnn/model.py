@@ -23,6 +23,14 @@ from .layers import GRU, LSTM, SimpleRNN, glorot_uniform
 CELLS = {"simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
 
 
+def tile_context(sequence, context):
+    """[B, T, Ds] and [B, Dc] (or None) -> [B, T, Ds + Dc]: the context repeated at every step."""
+    if context is None:
+        return sequence
+    B, T, _ = sequence.shape
+    return np.concatenate([sequence, np.broadcast_to(context[:, None, :], (B, T, context.shape[1]))], axis=2)
+
+
 class RNNModel:
     """Stacked recurrent layers and a dense logits layer.
 
@@ -174,15 +182,9 @@ class RNNModel:
         scale = (self.rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
         return x * scale, scale
 
-    def forward(self, sequence, mask, context=None, training=False, initial_states=None):
-        """Logits for a batch.
-
-        sequence [B, T, Ds] and context [B, Dc] (optional) in the model's dtype; mask [B, T] bool.
-        ``initial_states``: None (zeros), or per layer a list of [B, units] arrays ([h] or LSTM
-        [h, c]); they are inputs, not trained. The final states (masked steps carry the state, so
-        they are each row's state after its last valid step) are left in ``self.final_states``.
-        Returns [B, k] (each row's last valid step) or [B, T, k] with ``return_sequences``.
-        """
+    def checked_inputs(self, sequence, mask, context=None, initial_states=None):
+        """Validate one batch for :meth:`forward`: -> (sequence, context, (B, T, Ds, Dc)), with errors
+        naming the input and what was expected."""
         sequence = np.asarray(sequence)
         if sequence.ndim != 3:
             raise ValueError(f"sequence input: expected shape [batch, time, features], got {sequence.shape}")
@@ -204,10 +206,21 @@ class RNNModel:
         if initial_states is not None and len(initial_states) != len(self.layers):
             raise ValueError(f"initial_states: expected one list of states per layer ({len(self.layers)}), "
                              f"got {len(initial_states)}")
+        return sequence, context, (B, T, Ds, Dc)
+
+    def forward(self, sequence, mask, context=None, training=False, initial_states=None):
+        """Logits for a batch.
+
+        sequence [B, T, Ds] and context [B, Dc] (optional) in the model's dtype; mask [B, T] bool.
+        ``initial_states``: None (zeros), or per layer a list of [B, units] arrays ([h] or LSTM
+        [h, c]); they are inputs, not trained. The final states (masked steps carry the state, so
+        they are each row's state after its last valid step) are left in ``self.final_states``.
+        Returns [B, k] (each row's last valid step) or [B, T, k] with ``return_sequences``.
+        """
+        sequence, context, (B, T, Ds, Dc) = self.checked_inputs(sequence, mask, context, initial_states)
         if not self.built:                 # only once the call is known to be valid
             self.build(Ds, Dc)
-        x = sequence if context is None else np.concatenate(
-            [sequence, np.broadcast_to(context[:, None, :], (B, T, Dc))], axis=2)   # context tiled
+        x = tile_context(sequence, context)
         scales, self.final_states = [], []
         for k, layer in enumerate(self.layers):
             x, scale = self._dropout(x, k, training)
