@@ -72,6 +72,34 @@ def _configured_threads():
     return _configured
 
 
+_AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+_blas_small = None
+
+
+def small_products_in_blas():
+    """True when the per-step recurrent products should go to BLAS rather than ``_jit.matmul_bt``.
+
+    Decided once per process from the core OpenBLAS picked (``OPENBLAS_CORETYPE`` or its own
+    detection): its AVX-512 targets have small-matrix kernels that beat the compiled loop, its AVX2
+    (Haswell) and older targets do not. The choice depends on the environment only, never on a
+    timing, so a run repeats bit for bit on the same machine and settings."""
+    global _blas_small
+    if _blas_small is None:
+        _blas_small = False
+        try:
+            import scipy.linalg.cython_blas as blas
+            lib = ctypes.CDLL(blas.__file__)
+        except (ImportError, OSError):
+            return _blas_small
+        for prefix in ("scipy_openblas", "openblas"):
+            get = getattr(lib, prefix + "_get_corename", None)
+            if get is not None:
+                get.restype, get.argtypes = ctypes.c_char_p, []
+                _blas_small = (get() or b"").decode().lower() in _AVX512_CORES
+                break
+    return _blas_small
+
+
 def available_threads():
     """Threads a kernel call may use: the BLAS's configured count, capped by NUMBA_NUM_THREADS."""
     if _blas_controls() is None:

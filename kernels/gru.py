@@ -35,26 +35,32 @@ steps; the per-step products run inside one compiled time loop.
 
 import numpy as np
 
-from ._jit import (add_column_sums, add_row, add_rows, batch_major, check_gradient_buffers, copy_row, copy_rows,
-                   kernel_jit, sigmoid, tanh, time_major, zero_row)
+from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, kernel_jit, sigmoid,
+                   step_product, tanh, time_major)
+from ._threads import small_products_in_blas
+
+
+# Gate blocks of a row, in Keras order: update z, reset r, candidate hh
+Z, R, N = 0, 1, 2
 
 
 @kernel_jit
 def _carry_masked_row(y, hs, b, t, zero_output_for_mask):
     """A masked step: keep the state, repeat the previous output (or zero)."""
-    copy_row(hs[t + 1, b], hs[t, b])
-    if zero_output_for_mask or t == 0:
-        zero_row(y[b, t])
-    else:
-        copy_row(y[b, t], y[b, t - 1])
+    for j in range(hs.shape[2]):
+        hs[t + 1, b, j] = hs[t, b, j]
+        y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
 
+
+# The loops index arrays through [.., 3, H] reshapes instead of taking views per row (each view
+# costs reference counting, which dominated small steps; see lstm.py).
 
 # --------------------------------------------------------------------------------------------
 # reset_after=True (TF2 default)
 # --------------------------------------------------------------------------------------------
 
 @kernel_jit
-def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask):
+def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps):
     B, T, D = x.shape
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
@@ -65,31 +71,32 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask):
     copy_rows(hs[0], h0)
     y = np.empty((B, T, H), dtype=x.dtype)
     rec = np.empty((B, 3 * H), dtype=x.dtype)
-    # inner loops index 0-based views (an offset index stops LLVM from vectorising, see lstm.py)
-    b_i_zr, b_i_h, b_r_zr, b_r_h = bias[0, :2 * H], bias[0, 2 * H:], bias[1, :2 * H], bias[1, 2 * H:]
+    UT = np.ascontiguousarray(U.T)
+    a, rc, b3 = gates.reshape(T, B, 3, H), rec.reshape(B, 3, H), bias.reshape(2, 3, H)
     for t in range(T):
-        np.dot(hs[t], U, rec)                      # h_{t-1} U
+        step_product(hs[t], U, UT, rec, blas_steps)  # h_{t-1} U
         for b in range(B):
             if not mask[b, t]:
                 _carry_masked_row(y, hs, b, t, zero_output_for_mask)
                 continue
-            g, rc, h_prev, h_new, rh = gates[t, b], rec[b], hs[t, b], hs[t + 1, b], rec_h[t, b]
-            g_zr, g_z, g_r, g_h, rc_zr, rc_h = g[:2 * H], g[:H], g[H:2 * H], g[2 * H:], rc[:2 * H], rc[2 * H:]
-            for j in range(2 * H):                 # z, r
-                g_zr[j] = sigmoid(g_zr[j] + b_i_zr[j] + rc_zr[j] + b_r_zr[j])
+            for j in range(H):                     # z, r
+                a[t, b, Z, j] = sigmoid(a[t, b, Z, j] + b3[0, Z, j] + rc[b, Z, j] + b3[1, Z, j])
+            for j in range(H):
+                a[t, b, R, j] = sigmoid(a[t, b, R, j] + b3[0, R, j] + rc[b, R, j] + b3[1, R, j])
             for j in range(H):                     # rec_h = h_{t-1} U_h + b_rh
-                rh[j] = rc_h[j] + b_r_h[j]
+                rec_h[t, b, j] = rc[b, N, j] + b3[1, N, j]
             for j in range(H):                     # hh, the candidate
-                g_h[j] = tanh(g_h[j] + b_i_h[j] + g_r[j] * rh[j])
+                a[t, b, N, j] = tanh(a[t, b, N, j] + b3[0, N, j] + a[t, b, R, j] * rec_h[t, b, j])
             for j in range(H):                     # h = z h_{t-1} + (1 - z) hh
-                h_new[j] = g_z[j] * h_prev[j] + (one - g_z[j]) * g_h[j]
-            copy_row(y[b, t], h_new)
+                h = a[t, b, Z, j] * hs[t, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
+                hs[t + 1, b, j] = h
+                y[b, t, j] = h
     return y, hs, gates, rec_h, x_tm
 
 
 @kernel_jit
 def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_output_for_mask,
-                          dW, dU, db, need_dx):
+                          dW, dU, db, need_dx, blas_steps):
     T, B, G = gates.shape
     one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 3
@@ -100,37 +107,40 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
     dh = dh_T.copy()
     dy_carry = np.zeros((B, H), dtype=gates.dtype)
     dh_rec = np.empty((B, H), dtype=gates.dtype)
+    a, da, dr = gates.reshape(T, B, 3, H), dxw.reshape(T, B, 3, H), drec.reshape(T, B, 3, H)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            dxw_row, drec_row, dy_t, carry = dxw[t, b], drec[t, b], dy[b, t], dy_carry[b]
             if not mask[b, t]:
-                zero_row(dxw_row)
-                zero_row(drec_row)
+                for k in range(G):
+                    dxw[t, b, k] = 0.0
+                    drec[t, b, k] = 0.0
                 if not zero_output_for_mask:
-                    add_row(carry, dy_t)
+                    for j in range(H):
+                        dy_carry[b, j] += dy[b, t, j]
                 continue
-            g, rh, h_prev, dh_b = gates[t, b], rec_h[t, b], hs[t, b], dh[b]
-            g_z, g_r, g_h = g[:H], g[H:2 * H], g[2 * H:]
-            da_z, da_r, da_h = dxw_row[:H], dxw_row[H:2 * H], dxw_row[2 * H:]
             for j in range(H):                     # dh: from step t+1, from the output y_t
-                dh_b[j] += dy_t[j] + carry[j]
-                carry[j] = 0.0
+                dh[b, j] += dy[b, t, j] + dy_carry[b, j]
+                dy_carry[b, j] = 0.0
             for j in range(H):                     # through (1 - z) * tanh
-                da_h[j] = dh_b[j] * (one - g_z[j]) * (one - g_h[j] * g_h[j])
+                z, hh = a[t, b, Z, j], a[t, b, N, j]
+                da[t, b, N, j] = dh[b, j] * (one - z) * (one - hh * hh)
             for j in range(H):
-                da_z[j] = dh_b[j] * (h_prev[j] - g_h[j]) * g_z[j] * (one - g_z[j])
+                z, hh = a[t, b, Z, j], a[t, b, N, j]
+                da[t, b, Z, j] = dh[b, j] * (hs[t, b, j] - hh) * z * (one - z)
             for j in range(H):                     # through r * rec_h
-                da_r[j] = da_h[j] * rh[j] * g_r[j] * (one - g_r[j])
-            copy_row(drec_row[:2 * H], dxw_row[:2 * H])
-            drec_h = drec_row[2 * H:]
+                r = a[t, b, R, j]
+                da[t, b, R, j] = da[t, b, N, j] * rec_h[t, b, j] * r * (one - r)
             for j in range(H):
-                drec_h[j] = da_h[j] * g_r[j]
+                dr[t, b, Z, j] = da[t, b, Z, j]
+                dr[t, b, R, j] = da[t, b, R, j]
+                dr[t, b, N, j] = da[t, b, N, j] * a[t, b, R, j]
             for j in range(H):                     # direct path h_{t-1} -> h_t
-                dh_b[j] *= g_z[j]
-        np.dot(drec[t], UT, dh_rec)
+                dh[b, j] *= a[t, b, Z, j]
+        step_product(drec[t], UT, U, dh_rec, blas_steps)  # drec U^T
         for b in range(B):
             if mask[b, t]:
-                add_row(dh[b], dh_rec[b])
+                for j in range(H):
+                    dh[b, j] += dh_rec[b, j]
     dxw2 = dxw.reshape(T * B, G)
     drec2 = drec.reshape(T * B, G)
     add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, dxw2))
@@ -149,7 +159,7 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
 # --------------------------------------------------------------------------------------------
 
 @kernel_jit
-def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask):
+def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps):
     B, T, D = x.shape
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
@@ -157,46 +167,51 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask):
     gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, 3 * H)  # x W; becomes z, r, hh
     U_zr = np.ascontiguousarray(U[:, :2 * H])
     U_h = np.ascontiguousarray(U[:, 2 * H:])
+    U_zrT = np.ascontiguousarray(U_zr.T)
+    U_hT = np.ascontiguousarray(U_h.T)
     r_h = np.zeros((T, B, H), dtype=x.dtype)       # r * h_{t-1}, saved for backward
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     copy_rows(hs[0], h0)
     y = np.empty((B, T, H), dtype=x.dtype)
     rec_zr = np.empty((B, 2 * H), dtype=x.dtype)
     rec_h = np.empty((B, H), dtype=x.dtype)
-    b_zr, b_h = bias[:2 * H], bias[2 * H:]
+    a, rc, b3 = gates.reshape(T, B, 3, H), rec_zr.reshape(B, 2, H), bias.reshape(3, H)
     for t in range(T):
-        np.dot(hs[t], U_zr, rec_zr)                # h_{t-1} [U_z, U_r]
+        step_product(hs[t], U_zr, U_zrT, rec_zr, blas_steps)  # h_{t-1} [U_z, U_r]
         for b in range(B):
             if not mask[b, t]:
                 continue
-            g_zr, g_r, rc, h_prev, rh = gates[t, b, :2 * H], gates[t, b, H:2 * H], rec_zr[b], hs[t, b], r_h[t, b]
-            for j in range(2 * H):                 # z, r
-                g_zr[j] = sigmoid(g_zr[j] + b_zr[j] + rc[j])
+            for j in range(H):                     # z, r
+                a[t, b, Z, j] = sigmoid(a[t, b, Z, j] + b3[Z, j] + rc[b, Z, j])
             for j in range(H):
-                rh[j] = g_r[j] * h_prev[j]
-        np.dot(r_h[t], U_h, rec_h)                 # (r * h_{t-1}) U_h
+                a[t, b, R, j] = sigmoid(a[t, b, R, j] + b3[R, j] + rc[b, R, j])
+            for j in range(H):
+                r_h[t, b, j] = a[t, b, R, j] * hs[t, b, j]
+        step_product(r_h[t], U_h, U_hT, rec_h, blas_steps)  # (r * h_{t-1}) U_h
         for b in range(B):
             if not mask[b, t]:
                 _carry_masked_row(y, hs, b, t, zero_output_for_mask)
                 continue
-            g_z, g_h, rc, h_prev, h_new = gates[t, b, :H], gates[t, b, 2 * H:], rec_h[b], hs[t, b], hs[t + 1, b]
             for j in range(H):                     # hh, the candidate
-                g_h[j] = tanh(g_h[j] + b_h[j] + rc[j])
+                a[t, b, N, j] = tanh(a[t, b, N, j] + b3[N, j] + rec_h[b, j])
             for j in range(H):                     # h = z h_{t-1} + (1 - z) hh
-                h_new[j] = g_z[j] * h_prev[j] + (one - g_z[j]) * g_h[j]
-            copy_row(y[b, t], h_new)
+                h = a[t, b, Z, j] * hs[t, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
+                hs[t + 1, b, j] = h
+                y[b, t, j] = h
     return y, hs, gates, r_h, x_tm
 
 
 @kernel_jit
 def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_output_for_mask,
-                           dW, dU, db, need_dx):
+                           dW, dU, db, need_dx, blas_steps):
     T, B, G = gates.shape
     one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 3
     D = x_tm.shape[2]
-    U_zrT = np.ascontiguousarray(U[:, :2 * H].T)
-    U_hT = np.ascontiguousarray(U[:, 2 * H:].T)
+    U_zr = np.ascontiguousarray(U[:, :2 * H])
+    U_h = np.ascontiguousarray(U[:, 2 * H:])
+    U_zrT = np.ascontiguousarray(U_zr.T)
+    U_hT = np.ascontiguousarray(U_h.T)
     da_zr = np.empty((T, B, 2 * H), dtype=gates.dtype)
     da_h = np.empty((T, B, H), dtype=gates.dtype)
     dh = dh_T.copy()
@@ -204,39 +219,40 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
     dy_carry = np.zeros((B, H), dtype=gates.dtype)
     drh = np.empty((B, H), dtype=gates.dtype)
     dh_rec = np.empty((B, H), dtype=gates.dtype)
+    a, dzr = gates.reshape(T, B, 3, H), da_zr.reshape(T, B, 2, H)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            dy_t, carry = dy[b, t], dy_carry[b]
             if not mask[b, t]:
-                zero_row(da_zr[t, b])
-                zero_row(da_h[t, b])
-                if not zero_output_for_mask:
-                    add_row(carry, dy_t)
+                for j in range(H):
+                    dzr[t, b, Z, j] = 0.0
+                    dzr[t, b, R, j] = 0.0
+                    da_h[t, b, j] = 0.0
+                    if not zero_output_for_mask:
+                        dy_carry[b, j] += dy[b, t, j]
                 continue
-            g_z, g_h, h_prev, dh_b, dh_tot_b = gates[t, b, :H], gates[t, b, 2 * H:], hs[t, b], dh[b], dh_tot[b]
-            da_z, dah = da_zr[t, b, :H], da_h[t, b]
             for j in range(H):                     # dh: from step t+1, from the output y_t
-                dh_tot_b[j] = dh_b[j] + dy_t[j] + carry[j]
-                carry[j] = 0.0
+                dh_tot[b, j] = dh[b, j] + dy[b, t, j] + dy_carry[b, j]
+                dy_carry[b, j] = 0.0
             for j in range(H):                     # through (1 - z) * tanh
-                dah[j] = dh_tot_b[j] * (one - g_z[j]) * (one - g_h[j] * g_h[j])
+                z, hh = a[t, b, Z, j], a[t, b, N, j]
+                da_h[t, b, j] = dh_tot[b, j] * (one - z) * (one - hh * hh)
             for j in range(H):
-                da_z[j] = dh_tot_b[j] * (h_prev[j] - g_h[j]) * g_z[j] * (one - g_z[j])
-        np.dot(da_h[t], U_hT, drh)                 # gradient of r * h_{t-1}
+                z, hh = a[t, b, Z, j], a[t, b, N, j]
+                dzr[t, b, Z, j] = dh_tot[b, j] * (hs[t, b, j] - hh) * z * (one - z)
+        step_product(da_h[t], U_hT, U_h, drh, blas_steps)  # gradient of r * h_{t-1}
         for b in range(B):
             if not mask[b, t]:
                 continue
-            g_z, g_r, h_prev, dh_b, dh_tot_b, drh_b = (gates[t, b, :H], gates[t, b, H:2 * H], hs[t, b], dh[b],
-                                                         dh_tot[b], drh[b])
-            da_r = da_zr[t, b, H:]
             for j in range(H):                     # through r * h_{t-1}
-                da_r[j] = drh_b[j] * h_prev[j] * g_r[j] * (one - g_r[j])
+                r = a[t, b, R, j]
+                dzr[t, b, R, j] = drh[b, j] * hs[t, b, j] * r * (one - r)
             for j in range(H):                     # direct paths to h_{t-1}
-                dh_b[j] = dh_tot_b[j] * g_z[j] + drh_b[j] * g_r[j]
-        np.dot(da_zr[t], U_zrT, dh_rec)
+                dh[b, j] = dh_tot[b, j] * a[t, b, Z, j] + drh[b, j] * a[t, b, R, j]
+        step_product(da_zr[t], U_zrT, U_zr, dh_rec, blas_steps)  # [da_z, da_r] U_zr^T
         for b in range(B):
             if mask[b, t]:
-                add_row(dh[b], dh_rec[b])
+                for j in range(H):
+                    dh[b, j] += dh_rec[b, j]
     dzr2 = da_zr.reshape(T * B, 2 * H)
     dah2 = da_h.reshape(T * B, H)
     x2 = x_tm.reshape(T * B, D)
@@ -264,7 +280,7 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     (h0,) = states0
     loop = _forward_reset_after if reset_after else _forward_reset_before
     y, hs, gates, extra, x_tm = loop(x, mask, h0, kernel, recurrent_kernel, bias,
-                                     zero_output_for_mask)
+                                     zero_output_for_mask, small_products_in_blas())
     saved = (reset_after, mask, x_tm, kernel, recurrent_kernel, gates, extra, hs,
              zero_output_for_mask)
     return y, (hs[x.shape[1]].copy(),), saved
@@ -278,5 +294,5 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     (dh_T,) = dstates_T
     loop = _backward_reset_after if reset_after else _backward_reset_before
     dx, dh0 = loop(dy, dh_T, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask,
-                   dkernel, drecurrent_kernel, dbias, need_dx)
+                   dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas())
     return (dx if need_dx else None), (dh0,)

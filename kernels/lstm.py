@@ -25,27 +25,27 @@ Backward, per valid step, with dh = dh_t (from t+1) + dy_t and dc = dc_t (from t
 
 Design: the input projection x W for every step is one large matrix product, and so are dW, dU
 and dx after the loop; only h_{t-1} U (forward) and dz U^T (backward) are per step. The whole
-time loop is one compiled call: Numba's ``np.dot`` goes straight to BLAS, with no Python in the
-loop. Arrays are time-major inside ([T, B, ...]) so each step's rows are contiguous.
+time loop is one compiled call, with no Python in it. Arrays are time-major inside ([T, B, ...]) so
+each step's rows are contiguous. The per-step products are small, and OpenBLAS's AVX2 kernels run
+them at about half speed, so they go through ``_jit.matmul_bt`` (a register-blocked loop, 1.4-2.8x
+faster there) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The
+loops over units index [.., 4, H] reshapes of the gate arrays rather than taking a view per row:
+a view costs reference counting, which cost more than the maths at H = 16..64.
 """
 
 import numpy as np
 
-from ._jit import (add_column_sums, add_row, add_rows, batch_major, check_gradient_buffers, copy_row, copy_rows, kernel_jit,
-                   sigmoid, tanh, time_major, zero_row)
+from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, kernel_jit, sigmoid,
+                   step_product, tanh, time_major)
+from ._threads import small_products_in_blas
+
+
+# Gate blocks of a row of the pre-activations / gates, in Keras order
+I, F, C, O = 0, 1, 2, 3
 
 
 @kernel_jit
-def _cell_update(i, f, g, o, c_prev, c_new, h_new):
-    """c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t), for one row of activated gates."""
-    for j in range(c_prev.shape[0]):
-        c_new[j] = f[j] * c_prev[j] + i[j] * g[j]
-    for j in range(c_prev.shape[0]):
-        h_new[j] = o[j] * tanh(c_new[j])
-
-
-@kernel_jit
-def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
+def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas_steps):
     B, T, D = x.shape
     H = U.shape[0]
     G = 4 * H
@@ -58,37 +58,41 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask):
     copy_rows(cs[0], c0)
     y = np.empty((B, T, H), dtype=x.dtype)
     z = np.empty((B, G), dtype=x.dtype)
+    UT = np.ascontiguousarray(U.T)
+    # [.., 4, H] views: gate k of unit j is [.., k, j]. The loops index arrays directly instead of
+    # taking a view per row: each view costs reference counting, which dominated small steps
+    a = gates.reshape(T, B, 4, H)                  # x_t W, overwritten by the activated gates
+    r = z.reshape(B, 4, H)                         # h_{t-1} U
+    b4 = bias.reshape(4, H)
     for t in range(T):
-        np.dot(hs[t], U, z)                        # h_{t-1} U
+        step_product(hs[t], U, UT, z, blas_steps)  # z = h_{t-1} U
         for b in range(B):
             if not mask[b, t]:                     # masked: carry the state, repeat the output
-                copy_row(hs[t + 1, b], hs[t, b])
-                copy_row(cs[t + 1, b], cs[t, b])
-                if zero_output_for_mask or t == 0:
-                    zero_row(y[b, t])
-                else:
-                    copy_row(y[b, t], y[b, t - 1])
+                for j in range(H):
+                    hs[t + 1, b, j] = hs[t, b, j]
+                    cs[t + 1, b, j] = cs[t, b, j]
+                    y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
                 continue
-            z_b, g_b = z[b], gates[t, b]          # g_b holds x_t W; it becomes the activated gates
-            for j in range(G):                     # z = x_t W + h_{t-1} U + b
-                g_b[j] += z_b[j] + bias[j]
-            # inner loops index 0-based views: an offset index (j + 2H) makes Numba check for
-            # negative indices, which stops LLVM from vectorising the loop
-            g_if, g_i, g_f, g_c, g_o = g_b[:2 * H], g_b[:H], g_b[H:2 * H], g_b[2 * H:3 * H], g_b[3 * H:]
-            for j in range(2 * H):                 # i, f
-                g_if[j] = sigmoid(g_if[j])
-            for j in range(H):                     # g (candidate)
-                g_c[j] = tanh(g_c[j])
-            for j in range(H):                     # o
-                g_o[j] = sigmoid(g_o[j])
-            _cell_update(g_i, g_f, g_c, g_o, cs[t, b], cs[t + 1, b], hs[t + 1, b])
-            copy_row(y[b, t], hs[t + 1, b])
+            for j in range(H):                     # z = x_t W + h_{t-1} U + b, then the gates
+                a[t, b, I, j] = sigmoid(a[t, b, I, j] + r[b, I, j] + b4[I, j])
+            for j in range(H):
+                a[t, b, F, j] = sigmoid(a[t, b, F, j] + r[b, F, j] + b4[F, j])
+            for j in range(H):
+                a[t, b, C, j] = tanh(a[t, b, C, j] + r[b, C, j] + b4[C, j])
+            for j in range(H):
+                a[t, b, O, j] = sigmoid(a[t, b, O, j] + r[b, O, j] + b4[O, j])
+            for j in range(H):                     # c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
+                c = a[t, b, F, j] * cs[t, b, j] + a[t, b, I, j] * a[t, b, C, j]
+                h = a[t, b, O, j] * tanh(c)
+                cs[t + 1, b, j] = c
+                hs[t + 1, b, j] = h
+                y[b, t, j] = h
     return y, hs, cs, gates, x_tm
 
 
 @kernel_jit
 def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
-                   dW, dU, db, need_dx):
+                   dW, dU, db, need_dx, blas_steps):
     T, B, G = gates.shape
     one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 4
@@ -99,38 +103,41 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
     dc = dc_T.copy()
     dy_carry = np.zeros((B, H), dtype=gates.dtype)  # output gradient repeated over masked steps
     dh_rec = np.empty((B, H), dtype=gates.dtype)
+    a = gates.reshape(T, B, 4, H)                  # the activated gates i, f, g, o
+    d = dz.reshape(T, B, 4, H)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            dz_row = dz[t, b]
-            dy_t, carry = dy[b, t], dy_carry[b]
             if not mask[b, t]:
-                zero_row(dz_row)                   # no gradient into a masked input
+                for k in range(G):
+                    dz[t, b, k] = 0.0              # no gradient into a masked input
                 if not zero_output_for_mask:
-                    add_row(carry, dy_t)
+                    for j in range(H):
+                        dy_carry[b, j] += dy[b, t, j]
                 continue
-            g_row = gates[t, b]
-            i_, f_, g_, o_ = g_row[:H], g_row[H:2 * H], g_row[2 * H:3 * H], g_row[3 * H:]
-            dz_i, dz_f, dz_c, dz_o = dz_row[:H], dz_row[H:2 * H], dz_row[2 * H:3 * H], dz_row[3 * H:]
-            c_prev, c_t, dh_b, dc_b = cs[t, b], cs[t + 1, b], dh[b], dc[b]
-            for j in range(H):                     # dh: from step t+1, from the output y_t
-                dh_b[j] += dy_t[j] + carry[j]
-                carry[j] = 0.0
+            for j in range(H):                     # dh: from step t+1 and from the output y_t
+                dh[b, j] += dy[b, t, j] + dy_carry[b, j]
+                dy_carry[b, j] = 0.0
             for j in range(H):                     # through h = o * tanh(c)
-                tc = tanh(c_t[j])
-                dz_o[j] = dh_b[j] * tc * o_[j] * (one - o_[j])
-                dc_b[j] += dh_b[j] * o_[j] * (one - tc * tc)
+                tc = tanh(cs[t + 1, b, j])
+                o = a[t, b, O, j]
+                d[t, b, O, j] = dh[b, j] * tc * o * (one - o)
+                dc[b, j] += dh[b, j] * o * (one - tc * tc)
             for j in range(H):                     # through c = f * c_prev + i * g
-                dz_i[j] = dc_b[j] * g_[j] * i_[j] * (one - i_[j])
+                i = a[t, b, I, j]
+                d[t, b, I, j] = dc[b, j] * a[t, b, C, j] * i * (one - i)
             for j in range(H):
-                dz_f[j] = dc_b[j] * c_prev[j] * f_[j] * (one - f_[j])
+                f = a[t, b, F, j]
+                d[t, b, F, j] = dc[b, j] * cs[t, b, j] * f * (one - f)
             for j in range(H):
-                dz_c[j] = dc_b[j] * i_[j] * (one - g_[j] * g_[j])
+                g = a[t, b, C, j]
+                d[t, b, C, j] = dc[b, j] * a[t, b, I, j] * (one - g * g)
             for j in range(H):                     # dc_{t-1}
-                dc_b[j] *= f_[j]
-        np.dot(dz[t], UT, dh_rec)                                # dh_{t-1} = dz U^T
+                dc[b, j] *= a[t, b, F, j]
+        step_product(dz[t], UT, U, dh_rec, blas_steps)  # dh_{t-1} = dz U^T
         for b in range(B):
             if mask[b, t]:
-                copy_row(dh[b], dh_rec[b])
+                for j in range(H):
+                    dh[b, j] = dh_rec[b, j]
     # parameter gradients (and dx): one large product each over all steps
     dz2 = dz.reshape(T * B, G)
     add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, dz2))
@@ -161,7 +168,7 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     """
     h0, c0 = states0
     y, hs, cs, gates, x_tm = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias,
-                                           zero_output_for_mask)
+                                           zero_output_for_mask, small_products_in_blas())
     T = x.shape[1]
     saved = (mask, x_tm, kernel, recurrent_kernel, gates, hs, cs, zero_output_for_mask)
     return y, (hs[T].copy(), cs[T].copy()), saved
@@ -177,5 +184,5 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, (W.shape[1],))
     dh_T, dc_T = dstates_T
     dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
-                                  dkernel, drecurrent_kernel, dbias, need_dx)
+                                  dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas())
     return (dx if need_dx else None), (dh0, dc0)

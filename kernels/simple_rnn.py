@@ -22,12 +22,13 @@ da U^T run per step, inside one compiled loop (see ``lstm.py`` for the design no
 
 import numpy as np
 
-from ._jit import (add_column_sums, add_row, add_rows, batch_major, check_gradient_buffers, copy_row, copy_rows,
-                   kernel_jit, tanh, time_major, zero_row)
+from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, kernel_jit,
+                   step_product, tanh, time_major)
+from ._threads import small_products_in_blas
 
 
 @kernel_jit
-def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask):
+def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps):
     B, T, D = x.shape
     H = U.shape[0]
     x_tm = time_major(x)
@@ -36,27 +37,24 @@ def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask):
     copy_rows(hs[0], h0)
     y = np.empty((B, T, H), dtype=x.dtype)
     zr = np.empty((B, H), dtype=x.dtype)
+    UT = np.ascontiguousarray(U.T)
     for t in range(T):
-        np.dot(hs[t], U, zr)                       # h_{t-1} U
+        step_product(hs[t], U, UT, zr, blas_steps)  # h_{t-1} U
         for b in range(B):
-            h_new, y_t = hs[t + 1, b], y[b, t]
             if not mask[b, t]:                     # masked: carry the state, repeat the output
-                copy_row(h_new, hs[t, b])
-                if zero_output_for_mask or t == 0:
-                    zero_row(y_t)
-                else:
-                    copy_row(y_t, y[b, t - 1])
+                for j in range(H):
+                    hs[t + 1, b, j] = hs[t, b, j]
+                    y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
                 continue
-            a_row, z_row = xw[t, b], zr[b]
-            for j in range(H):
-                h = tanh(a_row[j] + z_row[j] + bias[j])
-                h_new[j] = h
-                y_t[j] = h
+            for j in range(H):                     # (indices, not per-row views: see lstm.py)
+                h = tanh(xw[t, b, j] + zr[b, j] + bias[j])
+                hs[t + 1, b, j] = h
+                y[b, t, j] = h
     return y, hs, x_tm
 
 
 @kernel_jit
-def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx):
+def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx, blas_steps):
     T, B, D = x_tm.shape
     one = x_tm.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
@@ -67,21 +65,21 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
     dh_rec = np.empty((B, H), dtype=hs.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            da_row, dy_t, carry = da[t, b], dy[b, t], dy_carry[b]
             if not mask[b, t]:
-                zero_row(da_row)
-                if not zero_output_for_mask:
-                    add_row(carry, dy_t)
+                for j in range(H):
+                    da[t, b, j] = 0.0
+                    if not zero_output_for_mask:
+                        dy_carry[b, j] += dy[b, t, j]
                 continue
-            h_t, dh_b = hs[t + 1, b], dh[b]
             for j in range(H):
-                dh_j = dh_b[j] + dy_t[j] + carry[j]
-                carry[j] = 0.0
-                da_row[j] = dh_j * (one - h_t[j] * h_t[j])       # through tanh
-        np.dot(da[t], UT, dh_rec)                                # dh_{t-1} = da U^T
+                dh_j = dh[b, j] + dy[b, t, j] + dy_carry[b, j]
+                dy_carry[b, j] = 0.0
+                da[t, b, j] = dh_j * (one - hs[t + 1, b, j] * hs[t + 1, b, j])   # through tanh
+        step_product(da[t], UT, U, dh_rec, blas_steps)           # dh_{t-1} = da U^T
         for b in range(B):
             if mask[b, t]:
-                copy_row(dh[b], dh_rec[b])
+                for j in range(H):
+                    dh[b, j] = dh_rec[b, j]
     da2 = da.reshape(T * B, H)
     add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, da2))
     add_rows(dU, np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, da2))
@@ -96,7 +94,8 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
 def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False):
     """Simple RNN forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved)."""
     (h0,) = states0
-    y, hs, x_tm = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask)
+    y, hs, x_tm = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask,
+                                 small_products_in_blas())
     saved = (mask, x_tm, kernel, recurrent_kernel, hs, zero_output_for_mask)
     return y, (hs[x.shape[1]].copy(),), saved
 
@@ -107,5 +106,5 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, (W.shape[1],))
     (dh_T,) = dstates_T
     dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
-                             dkernel, drecurrent_kernel, dbias, need_dx)
+                             dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas())
     return (dx if need_dx else None), (dh0,)

@@ -23,16 +23,35 @@ def _assert_close(a, b, tol):
             np.testing.assert_allclose(u, v, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("steps", ["loop", "blas"])
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
 @SETTINGS
 @given(B=dims, T=dims, D=dims, H=dims, seed=st.integers(0, 2**31), gaps=st.booleans(),
        zero_output=st.booleans())
-def test_numba_equals_reference(form, B, T, D, H, seed, gaps, zero_output):
-    # lengths include 0 (a row with no valid step) and T = 1
+def test_numba_equals_reference(form, steps, B, T, D, H, seed, gaps, zero_output):
+    # lengths include 0 (a row with no valid step) and T = 1; the per-step products run through the
+    # compiled matmul_bt or through BLAS (the choice depends on the BLAS core: force each)
+    from unittest import mock
+    from minirnn.kernels import _threads
     case = _case(form, B, T, D, H, seed, gaps=gaps)
-    fast = run(form, "numba", *case, zero_output_for_mask=zero_output)
+    with mock.patch.object(_threads, "_blas_small", steps == "blas"):
+        fast = run(form, "numba", *case, zero_output_for_mask=zero_output)
     slow = run(form, "numpy", *case, zero_output_for_mask=zero_output)
     _assert_close(fast, slow, 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=60, deadline=None)
+@given(M=st.integers(1, 13), K=st.integers(1, 40), N=st.integers(1, 13), seed=st.integers(0, 2**31))
+def test_matmul_bt_equals_numpy(dtype, M, K, N, seed):
+    """The register-blocked per-step product, on every remainder of its 4 x 4 blocks."""
+    from minirnn.kernels._jit import matmul_bt
+    rng = np.random.default_rng(seed)
+    a, bt = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+    out = np.full((M, N), np.nan, dtype)
+    matmul_bt(a, bt, out)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(out, a.astype(np.float64) @ bt.T.astype(np.float64), rtol=tol, atol=tol * K)
 
 
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
