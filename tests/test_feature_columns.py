@@ -354,3 +354,27 @@ def test_hdf5_input_fn_streams_batches(tmp_path):
     assert sorted(sum(shuffled, [])) == [0, 0, 1, 1, 1]
     with pytest.raises(KeyError, match="no dataset 'nope'"):
         hdf5_input_fn(path, ["nope"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(1, 6), vocab=st.integers(1, 300), seed=st.integers(0, 2**31))
+def test_embedding_gradient_sum_paths_agree(B, T, vocab, seed):
+    """Repeated ids are summed by a compiled pass (small tables) or by sorting (large ones): same rows,
+    same sums, ids ascending."""
+    from unittest import mock
+    from minirnn import features as F
+    rng = np.random.default_rng(seed)
+    layer = SequenceFeatures([fc.embedding_column(fc.sequence_categorical_column_with_identity("t", vocab), 3)],
+                             seed=0, dtype="float64")
+    ids = rng.integers(0, min(vocab, 4), (B, T))                       # few distinct ids: many repeats
+    d_out = rng.standard_normal((B, T, 3))
+    grads = []
+    for slots in (F._dense_slots_per_id(), 0):                        # compiled pass, then the sort path
+        with mock.patch.object(F, "_dense_slots_per_id", lambda: slots):
+            layer.forward({"t": ids})
+            grads.append(layer.backward(d_out)[0])
+    expected = np.zeros((vocab, 3))
+    np.add.at(expected, ids.ravel(), d_out.reshape(-1, 3))
+    for g in grads:
+        assert g.rows.tolist() == sorted(set(ids.ravel().tolist()))
+        np.testing.assert_allclose(g.to_dense(), expected, rtol=1e-12, atol=1e-12)
