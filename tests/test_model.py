@@ -143,7 +143,9 @@ def token_task(n, rng, vocab=8, T=15, k=3):
     return np.eye(vocab, dtype=np.float32)[tokens], np.arange(T)[None] < lengths[:, None], has.astype(np.float32)
 
 
-OPTIMIZERS = {"SGD": lambda: O.SGD(1.0), "Momentum": lambda: O.Momentum(0.05, momentum=0.9),
+# SGD at 1.0 left the simple RNN at chance for some initialisations (2 of 4 seeds, whichever way the
+# per-step products were rounded); at 0.5 with 400 steps every cell learned from seeds 0-3
+OPTIMIZERS = {"SGD": lambda: O.SGD(0.5), "Momentum": lambda: O.Momentum(0.05, momentum=0.9),
               "Adagrad": lambda: O.Adagrad(0.3), "Adam": lambda: O.Adam(0.02), "RMSProp": lambda: O.RMSProp(0.01),
               # TF's Ftrl with its 0.1 initial accumulator shrinks dense initial weights to ~0 at the
               # first step; a small accumulator keeps them (see minirnn.optimizers.Ftrl)
@@ -159,7 +161,7 @@ def test_two_layer_model_learns_token_occurrence(cell, optimizer):
     model = RNNModel([16, 8], cell_type=cell, seed=0)
     head, opt = BinaryClassHead(), OPTIMIZERS[optimizer]()
     opt.global_clipnorm = 5.0
-    _train(model, head, opt, x, mask, y, 300, rng)
+    _train(model, head, opt, x, mask, y, 400, rng)
     evaluation = head.metrics()
     evaluation.update(model.forward(x_test, mask_test), y_test)
     assert evaluation.result()["accuracy"] >= 0.97
