@@ -111,9 +111,10 @@ def matmul_bt(a, bt, out):
     AVX2 (Haswell) kernels run at about half their large-matrix speed. This loop keeps each 4x4 block
     of ``out`` as 16 running sums over k in registers; LLVM vectorises the k loop (16 vector
     reductions, one horizontal sum each at the end). Measured on the project machine with one thread:
-    1.4-2.8x OpenBLAS-Haswell at [16, 64] x [64, 256] .. [64, 1024] x [1024, 256], level at
-    [16, 16] x [16, 64]. OpenBLAS's AVX-512 (SkylakeX) small-matrix kernels are faster still, so
-    the time loops call BLAS instead when it reports such a core (see ``_threads.small_products_in_blas``).
+    1.5-2.8x OpenBLAS-Haswell from [16, 64] x [64, 256] up to [64, 1024] x [1024, 256], 1.2x at
+    [16, 32] x [32, 128], 0.8x at [16, 16] x [16, 64] (``benchmarks/bench_products.py``). OpenBLAS's
+    AVX-512 (SkylakeX) small-matrix kernels are 1.5-5x faster than this loop, so the time loops call
+    BLAS instead when it reports such a core (see ``_threads.small_products_in_blas``).
     """
     M, K = a.shape
     N = bt.shape[0]

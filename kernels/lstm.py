@@ -27,7 +27,7 @@ Design: the input projection x W for every step is one large matrix product, and
 and dx after the loop; only h_{t-1} U (forward) and dz U^T (backward) are per step. The whole
 time loop is one compiled call, with no Python in it. Arrays are time-major inside ([T, B, ...]) so
 each step's rows are contiguous. The per-step products are small, and OpenBLAS's AVX2 kernels run
-them at about half speed, so they go through ``_jit.matmul_bt`` (a register-blocked loop, 1.4-2.8x
+them at about half speed, so they go through ``_jit.matmul_bt`` (a register-blocked loop, up to 2.8x
 faster there) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The
 loops over units index [.., 4, H] reshapes of the gate arrays rather than taking a view per row:
 a view costs reference counting, which cost more than the maths at H = 16..64.

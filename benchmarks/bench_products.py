@@ -1,0 +1,68 @@
+"""The per-step product on its own: ``kernels._jit.matmul_bt`` against BLAS's ``np.dot`` inside ``@njit``.
+
+Backs the figures in ``matmul_bt``'s docstring and the README. One thread (the kernels run each row
+block's products on one thread), float32, the shapes of per-step products at the benchmark sizes:
+forward h_{t-1} U is [B, H] x [H, 4H], backward dz U^T is [B, 4H] x [4H, H]. Best of 5 repeats.
+
+    python3 -P benchmarks/bench_products.py
+    OPENBLAS_CORETYPE=SkylakeX python3 -P benchmarks/bench_products.py     # AVX-512 BLAS kernels
+
+Prints one JSON line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us", "ratio"}.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+from numba import njit
+
+from minirnn.kernels._jit import OPTIONS, matmul_bt
+from minirnn.kernels._threads import blas_threads
+
+SHAPES = [(16, 16, 64), (16, 32, 128), (16, 64, 256), (16, 256, 64), (32, 128, 512), (32, 512, 128),
+          (64, 256, 1024), (64, 1024, 256), (1, 64, 256)]
+
+
+@njit(**OPTIONS)
+def _repeat_blas(a, b, out, n):
+    for _ in range(n):
+        np.dot(a, b, out)
+
+
+@njit(**OPTIONS)
+def _repeat_loop(a, bt, out, n):
+    for _ in range(n):
+        matmul_bt(a, bt, out)
+
+
+def _best(fn, *args):
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t)
+    return best / args[-1]
+
+
+def main():
+    rng = np.random.default_rng(0)
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, 1 thread, float32")
+    with blas_threads(1):
+        for M, K, N in SHAPES:
+            a = rng.standard_normal((M, K)).astype(np.float32)
+            b = rng.standard_normal((K, N)).astype(np.float32)
+            bt, out, ref = np.ascontiguousarray(b.T), np.empty((M, N), np.float32), a.astype(np.float64) @ b
+            reps = max(10, int(2e8 / (M * K * N)))
+            for fn, operand in ((_repeat_blas, b), (_repeat_loop, bt)):
+                fn(a, operand, out, 1)
+                assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
+            blas, loop = _best(_repeat_blas, a, b, out, reps), _best(_repeat_loop, a, bt, out, reps)
+            print(f"[{M}, {K}] x [{K}, {N}]  BLAS {blas * 1e6:8.2f} us  matmul_bt {loop * 1e6:8.2f} us  "
+                  f"BLAS / matmul_bt {blas / loop:5.2f}")
+            print(json.dumps({"bench": "products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 3),
+                              "matmul_bt_us": round(loop * 1e6, 3), "ratio": round(loop / blas, 3)}))
+
+
+if __name__ == "__main__":
+    main()
