@@ -1,13 +1,15 @@
-"""The per-step product on its own: ``kernels._jit.matmul_bt`` against BLAS's ``np.dot`` inside ``@njit``.
+"""The per-step product on its own: ``kernels._jit.matmul_bt`` and ``matmul_rows`` against BLAS's
+``np.dot`` inside ``@njit``.
 
-Backs the figures in ``matmul_bt``'s docstring and the README. One thread (the kernels run each row
+Backs the figures in the docstrings of ``matmul_bt`` and ``matmul_rows`` and in the README. One thread (the kernels run each row
 block's products on one thread), float32, the shapes of per-step products at the benchmark sizes:
 forward h_{t-1} U is [B, H] x [H, 4H], backward dz U^T is [B, 4H] x [4H, H]. Best of 5 repeats.
 
     python3 -P benchmarks/bench_products.py
     OPENBLAS_CORETYPE=SkylakeX python3 -P benchmarks/bench_products.py     # AVX-512 BLAS kernels
 
-Prints one JSON line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us", "ratio"}.
+Prints one JSON line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us",
+"matmul_rows_us", "ratio"} (ratio = matmul_bt / BLAS).
 """
 
 import json
@@ -17,10 +19,10 @@ import time
 import numpy as np
 from numba import njit
 
-from minirnn.kernels._jit import OPTIONS, matmul_bt
+from minirnn.kernels._jit import OPTIONS, matmul_bt, matmul_rows
 from minirnn.kernels._threads import blas_threads
 
-SHAPES = [(16, 16, 64), (16, 32, 128), (16, 64, 256), (16, 256, 64), (32, 128, 512), (32, 512, 128),
+SHAPES = [(16, 8, 128), (16, 16, 64), (16, 32, 128), (16, 64, 256), (16, 256, 64), (32, 128, 512), (32, 512, 128),
           (64, 256, 1024), (64, 1024, 256), (1, 64, 256)]
 
 
@@ -34,6 +36,12 @@ def _repeat_blas(a, b, out, n):
 def _repeat_loop(a, bt, out, n):
     for _ in range(n):
         matmul_bt(a, bt, out)
+
+
+@njit(**OPTIONS)
+def _repeat_rows(a, b, out, n):
+    for _ in range(n):
+        matmul_rows(a, b, out)
 
 
 def _best(fn, *args):
@@ -54,14 +62,16 @@ def main():
             b = rng.standard_normal((K, N)).astype(np.float32)
             bt, out, ref = np.ascontiguousarray(b.T), np.empty((M, N), np.float32), a.astype(np.float64) @ b
             reps = max(10, int(2e8 / (M * K * N)))
-            for fn, operand in ((_repeat_blas, b), (_repeat_loop, bt)):
+            for fn, operand in ((_repeat_blas, b), (_repeat_loop, bt), (_repeat_rows, b)):
                 fn(a, operand, out, 1)
                 assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
             blas, loop = _best(_repeat_blas, a, b, out, reps), _best(_repeat_loop, a, bt, out, reps)
+            rows = _best(_repeat_rows, a, b, out, reps)
             print(f"[{M}, {K}] x [{K}, {N}]  BLAS {blas * 1e6:8.2f} us  matmul_bt {loop * 1e6:8.2f} us  "
-                  f"BLAS / matmul_bt {blas / loop:5.2f}")
+                  f"matmul_rows {rows * 1e6:8.2f} us  BLAS / matmul_bt {blas / loop:5.2f}")
             print(json.dumps({"bench": "products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 3),
-                              "matmul_bt_us": round(loop * 1e6, 3), "ratio": round(loop / blas, 3)}))
+                              "matmul_bt_us": round(loop * 1e6, 3), "matmul_rows_us": round(rows * 1e6, 3),
+                              "ratio": round(loop / blas, 3)}))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ Design: the input projection x W for every step is one large matrix product, and
 and dx after the loop; only h_{t-1} U (forward) and dz U^T (backward) are per step. The whole
 time loop is one compiled call, with no Python in it. Arrays are time-major inside ([T, B, ...]) so
 each step's rows are contiguous. The per-step products are small, and OpenBLAS's AVX2 kernels run
-them at about half speed, so they go through ``_jit.matmul_bt`` (a register-blocked loop, up to 2.8x
-faster there) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The
+them at about half speed, so ``_jit.step_product`` runs them as compiled loops (``matmul_bt``, a
+register-blocked loop up to 2.8x faster there, or ``matmul_rows`` when H <= 32 in the forward
+product) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The
 loops over units index [.., 4, H] reshapes of the gate arrays rather than taking a view per row:
 a view costs reference counting, which cost more than the maths at H = 16..64.
 """

@@ -325,3 +325,43 @@ def test_blas_setting_restored_after_overlapping_calls():
     assert controls[0]() == 1
     second.__exit__(None, None, None)
     assert controls[0]() == configured and _threads.available_threads() >= 1
+
+
+def test_row_blocks_wait_for_every_block_then_raise_the_first_error():
+    from minirnn.kernels import _threads
+    ran = []
+
+    def block(b0, b1):
+        ran.append(b0)
+        if b0 == 0:                                      # a worker's block fails
+            raise FloatingPointError("block 0")
+        return b0
+
+    with pytest.raises(FloatingPointError, match="block 0"):
+        _threads._map(block, [0, 4, 8, 12])
+    assert sorted(ran) == [0, 4, 8]
+    assert _threads._map(lambda b0, b1: (b0, b1), [0, 4, 8, 12]) == [(0, 4), (4, 8), (8, 12)]
+
+
+def test_kernel_calls_from_several_python_threads_agree_with_serial_calls():
+    # one caller at a time uses the worker threads; another runs its row blocks itself
+    import threading
+    rng = np.random.default_rng(5)
+    layer = LSTM(8, return_sequences=True)
+    xs = [rng.standard_normal((32, 6, 3)).astype(np.float32) for _ in range(4)]
+    layer.build(3, np.float32)
+    expected = [layer.forward(x, training=False) for x in xs]
+    results = [[None] * 20 for _ in xs]
+
+    def call(k):
+        for r in range(20):
+            results[k][r] = layer.forward(xs[k], training=False)
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for k, x in enumerate(xs):
+        for got in results[k]:
+            np.testing.assert_array_equal(got, expected[k])
