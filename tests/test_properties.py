@@ -30,7 +30,8 @@ def _assert_close(a, b, tol):
        zero_output=st.booleans())
 def test_numba_equals_reference(form, steps, B, T, D, H, seed, gaps, zero_output):
     # lengths include 0 (a row with no valid step) and T = 1; the per-step products run through the
-    # compiled matmul_bt or through BLAS (the choice depends on the BLAS core: force each)
+    # compiled matmul_bt / matmul_rows (H <= 9: the LSTM and GRU forward products take matmul_rows)
+    # or through BLAS (the choice depends on the BLAS core: force each)
     from unittest import mock
     from minirnn.kernels import _threads
     case = _case(form, B, T, D, H, seed, gaps=gaps)
@@ -40,18 +41,20 @@ def test_numba_equals_reference(form, steps, B, T, D, H, seed, gaps, zero_output
     _assert_close(fast, slow, 1e-10)
 
 
+@pytest.mark.parametrize("product", ["matmul_bt", "matmul_rows"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @settings(max_examples=60, deadline=None)
-@given(M=st.integers(1, 13), K=st.integers(1, 40), N=st.integers(1, 13), seed=st.integers(0, 2**31))
-def test_matmul_bt_equals_numpy(dtype, M, K, N, seed):
-    """The register-blocked per-step product, on every remainder of its 4 x 4 blocks."""
-    from minirnn.kernels._jit import matmul_bt
+@given(M=st.integers(1, 13), K=st.integers(1, 40), N=st.integers(1, 40), seed=st.integers(0, 2**31))
+def test_per_step_products_equal_numpy(product, dtype, M, K, N, seed):
+    """The compiled per-step products on every remainder of their blocks: matmul_bt's 4 x 4 blocks
+    (it takes b transposed), matmul_rows's passes over 8 rows of b."""
+    from minirnn.kernels import _jit
     rng = np.random.default_rng(seed)
-    a, bt = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+    a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     out = np.full((M, N), np.nan, dtype)
-    matmul_bt(a, bt, out)
+    getattr(_jit, product)(a, np.ascontiguousarray(b.T) if product == "matmul_bt" else b, out)
     tol = 1e-12 if dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(out, a.astype(np.float64) @ bt.T.astype(np.float64), rtol=tol, atol=tol * K)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol * K)
 
 
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
@@ -180,16 +183,3 @@ def test_a_real_large_batch_equals_reference(form, zero_output):
     fast = run(form, "numba", *case, zero_output_for_mask=zero_output)
     _assert_close(fast, run(form, "numpy", *case, zero_output_for_mask=zero_output), 1e-10)
 
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@settings(max_examples=60, deadline=None)
-@given(M=st.integers(1, 6), K=st.integers(1, 27), N=st.integers(1, 40), seed=st.integers(0, 2**31))
-def test_matmul_rows_equals_numpy(dtype, M, K, N, seed):
-    """The row-by-row per-step product (short K, wide out), on every remainder of its 8-row passes."""
-    from minirnn.kernels._jit import matmul_rows
-    rng = np.random.default_rng(seed)
-    a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
-    out = np.full((M, N), np.nan, dtype)
-    matmul_rows(a, b, out)
-    tol = 1e-12 if dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol * K)
