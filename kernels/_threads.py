@@ -146,8 +146,9 @@ class _Worker:
     ``go`` is released to start the job in ``job``; ``done`` is released when it has finished. A
     lock hand-off is one futex wake each way: a round trip costs about 5 us here, against about
     20 us through ``concurrent.futures`` (whose queue, futures and waiters are Python code that
-    holds the GIL the other thread needs). Measured in a 2-layer LSTM estimator step (4 row-block
-    calls), the lean hand-off made each step about 80 us shorter."""
+    holds the GIL the other thread needs). Measured on the estimator benchmark's 2-layer LSTM
+    (4 row-block calls per training step), forward + backward of 32 rows took 810-1,100 us instead of
+    960-1,300 us."""
 
     def __init__(self):
         self.go, self.done = threading.Lock(), threading.Lock()
@@ -180,6 +181,7 @@ def _map(fn, bounds):
     n = len(bounds) - 2
     if not _workers_lock.acquire(blocking=False):
         return [fn(bounds[k], bounds[k + 1]) for k in range(n + 1)]
+    workers = []
     try:
         while len(_workers) < n:
             _workers.append(_Worker())
@@ -198,15 +200,13 @@ def _map(fn, bounds):
             finally:
                 if finished < n:         # interrupted while waiting (KeyboardInterrupt): those workers are
                     del _workers[:]      # still busy; later calls start new ones
-        for worker in workers:
-            if worker.error is not None:
-                error, worker.error = worker.error, None
-                raise error
-        results = [worker.result for worker in workers] + [last]
-        for worker in workers:
-            worker.result = None         # do not keep a block's arrays alive between calls
-        return results
+        errors = [worker.error for worker in workers if worker.error is not None]
+        if errors:
+            raise errors[0]
+        return [worker.result for worker in workers] + [last]
     finally:
+        for worker in workers:           # keep no block's arrays or errors alive between calls
+            worker.result = worker.error = None
         _workers_lock.release()
 
 
