@@ -179,8 +179,7 @@ def matmul_rows(a, b, out):
     the end. It beats :func:`matmul_bt` when K is short and ``out`` is wide, as in the forward product
     of an LSTM with H <= 32 ([B, H] x [H, 4H]). One thread (``benchmarks/bench_products.py``):
     0.54 vs 1.35 us at [16, 8] x [8, 128], 0.57 vs 0.85 us at [16, 16] x [16, 64], 1.6 vs 2.0 us at
-    [16, 32] x [32, 128]; in the estimator benchmark's 2-layer LSTM (H = 32, 16) forward + backward of a
-    batch of 32 went from 820-850 to 790-795 us. Once ``b`` outgrows the L1 cache it loses
+    [16, 32] x [32, 128] (0.98 in another run). Once ``b`` outgrows the L1 cache it loses
     ([16, 64] x [64, 256]: 8.6 vs 5.1 us).
     """
     M, K = a.shape
