@@ -218,6 +218,129 @@ def step_product(a, b, bt, out, blas):
         matmul_bt(a, bt, out)
 
 
+KC = 1024                     # matmul_bt_add's K chunk: 8 rows' chunks (32 KiB of float32) stay in L1
+MC = 64                       # and its row block of ``a``, reused across all of bt's 4-row blocks
+
+
+@kernel_jit
+def matmul_bt_add(a, bt, out):
+    """out += a @ bt.T, for C-contiguous a [M, K], bt [N, K] and out [M, N]: the large products over
+    all steps (the input projection x W, and the weight gradients x^T dz, h^T dz with K = T * B).
+
+    :func:`matmul_bt`'s 4 x 4 register blocks, over chunks of ``KC`` along K so that the 8 row chunks
+    an inner loop reads stay in L1 however long K is. The chunks are row views: LLVM vectorises a loop
+    over a view from 0, not one over ``range(k0, k1)`` of the whole row. One thread, float32, against
+    OpenBLAS-Haswell's 100-115 GFLOP/s (``benchmarks/bench_products.py``): 140-160 GFLOP/s at the
+    S2/S3 weight-gradient shapes. ``out`` [M, N] is added into, never cleared.
+    """
+    M, K = a.shape
+    N = bt.shape[0]
+    M4, N4 = M - M % 4, N - N % 4
+    zero = a.dtype.type(0.0)
+    for k0 in range(0, K, KC):
+        k1 = min(k0 + KC, K)
+        n = k1 - k0
+        for i0 in range(0, M4, MC):
+            for j in range(0, N4, 4):
+                b0, b1, b2, b3 = bt[j, k0:k1], bt[j + 1, k0:k1], bt[j + 2, k0:k1], bt[j + 3, k0:k1]
+                for i in range(i0, min(i0 + MC, M4), 4):
+                    a0, a1, a2, a3 = a[i, k0:k1], a[i + 1, k0:k1], a[i + 2, k0:k1], a[i + 3, k0:k1]
+                    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+                    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+                    for k in range(n):
+                        s00 += a0[k] * b0[k]
+                        s01 += a0[k] * b1[k]
+                        s02 += a0[k] * b2[k]
+                        s03 += a0[k] * b3[k]
+                        s10 += a1[k] * b0[k]
+                        s11 += a1[k] * b1[k]
+                        s12 += a1[k] * b2[k]
+                        s13 += a1[k] * b3[k]
+                        s20 += a2[k] * b0[k]
+                        s21 += a2[k] * b1[k]
+                        s22 += a2[k] * b2[k]
+                        s23 += a2[k] * b3[k]
+                        s30 += a3[k] * b0[k]
+                        s31 += a3[k] * b1[k]
+                        s32 += a3[k] * b2[k]
+                        s33 += a3[k] * b3[k]
+                    out[i, j] += s00
+                    out[i, j + 1] += s01
+                    out[i, j + 2] += s02
+                    out[i, j + 3] += s03
+                    out[i + 1, j] += s10
+                    out[i + 1, j + 1] += s11
+                    out[i + 1, j + 2] += s12
+                    out[i + 1, j + 3] += s13
+                    out[i + 2, j] += s20
+                    out[i + 2, j + 1] += s21
+                    out[i + 2, j + 2] += s22
+                    out[i + 2, j + 3] += s23
+                    out[i + 3, j] += s30
+                    out[i + 3, j + 1] += s31
+                    out[i + 3, j + 2] += s32
+                    out[i + 3, j + 3] += s33
+        for i in range(M):                         # the last N % 4 columns, and the last M % 4 rows
+            ai = a[i, k0:k1]
+            for j in range(N4 if i < M4 else 0, N):
+                bj = bt[j, k0:k1]
+                s = zero
+                for k in range(n):
+                    s += ai[k] * bj[k]
+                out[i, j] += s
+
+
+@kernel_jit
+def transpose_into(src, dst, col0):
+    """dst[:, col0:col0 + M] = src.T, for src [M, N] and dst [N, >= col0 + M].
+
+    8 rows of ``src`` at a time, so that each row of ``dst`` gets 8 contiguous values per pass:
+    about 0.4 ns an element at [64, 1024], against 0.9-1.2 for 16 x 16 tiles, whose 16 reads 4 KiB
+    apart fall into one L1 set."""
+    M, N = src.shape
+    M8 = M - M % 8
+    for i in range(0, M8, 8):
+        s0, s1, s2, s3 = src[i], src[i + 1], src[i + 2], src[i + 3]
+        s4, s5, s6, s7 = src[i + 4], src[i + 5], src[i + 6], src[i + 7]
+        c = col0 + i
+        for j in range(N):
+            dst[j, c] = s0[j]
+            dst[j, c + 1] = s1[j]
+            dst[j, c + 2] = s2[j]
+            dst[j, c + 3] = s3[j]
+            dst[j, c + 4] = s4[j]
+            dst[j, c + 5] = s5[j]
+            dst[j, c + 6] = s6[j]
+            dst[j, c + 7] = s7[j]
+    for i in range(M8, M):
+        for j in range(N):
+            dst[j, col0 + i] = src[i, j]
+
+
+LONG_K = 128                  # below this K the 4 x 4 blocks' horizontal sums outweigh their k loop
+
+
+@kernel_jit
+def product(a, b, blas):
+    """a @ b for a product over all steps (the input projection [T * B, D] x [D, G]): BLAS when
+    ``blas`` (see :func:`step_product`) or when K < ``LONG_K``, else :func:`matmul_bt_add`."""
+    if blas or a.shape[1] < LONG_K:
+        return np.dot(a, b)
+    out = np.zeros((a.shape[0], b.shape[1]), dtype=a.dtype)
+    matmul_bt_add(a, np.ascontiguousarray(b.T), out)
+    return out
+
+
+@kernel_jit
+def product_add(a, bt, out, blas):
+    """out += a @ bt.T for a weight gradient summed over all steps (K = T * B): BLAS when ``blas``
+    or K < ``LONG_K``, else :func:`matmul_bt_add`."""
+    if blas or a.shape[1] < LONG_K:
+        add_rows(out, np.dot(a, bt.T))
+    else:
+        matmul_bt_add(a, bt, out)
+
+
 def check_gradient_buffers(W, U, dW, dU, db, bias_shape):
     """Compiled loops do not check shapes: refuse gradient buffers that do not fit the weights."""
     for name, buf, shape in (("dkernel", dW, W.shape), ("drecurrent_kernel", dU, U.shape),

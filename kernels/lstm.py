@@ -23,21 +23,25 @@ Backward, per valid step, with dh = dh_t (from t+1) + dy_t and dc = dc_t (from t
     dh_{t-1} = dz U^T         dc_{t-1} = dc * f
     dW += x_t^T dz    dU += h_{t-1}^T dz    db += sum_b dz    dx_t = dz W^T
 
-Design: the input projection x W for every step is one large matrix product, and so are dW, dU
-and dx after the loop; only h_{t-1} U (forward) and dz U^T (backward) are per step. The whole
+Design: the input projection x W for every step is one large matrix product, and so are dW and
+dU after the loop; h_{t-1} U (forward), dz U^T and dx_t = dz W^T (backward) are per step. The whole
 time loop is one compiled call, with no Python in it. Arrays are time-major inside ([T, B, ...]) so
 each step's rows are contiguous. The per-step products are small, and OpenBLAS's AVX2 kernels run
 them at about half speed, so ``_jit.step_product`` runs them as compiled loops (``matmul_bt``, a
 register-blocked loop up to 2.8x faster there, or ``matmul_rows`` when H <= 32 in the forward
-product) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The
-loops over units index [.., 4, H] reshapes of the gate arrays rather than taking a view per row:
-a view costs reference counting, which cost more than the maths at H = 16..64.
+product) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The large
+products go the same way through ``_jit.product`` / ``product_add`` (``matmul_bt_add``, 1.3-1.9x
+OpenBLAS-Haswell once K >= 128). That loop needs both operands K-contiguous, K = T * B for dW and
+dU: each step's dz is transposed into dzT [4H, T * B] as it is made (~0.4 ns a value), and x and
+h_{t-1} once after the loop. The loops over units index [.., 4, H] reshapes of the gate arrays
+rather than taking a view per row: a view costs reference counting, which cost more than the maths
+at H = 16..64.
 """
 
 import numpy as np
 
-from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, kernel_jit, sigmoid,
-                   step_product, tanh, time_major)
+from ._jit import (add_column_sums, batch_major, check_gradient_buffers, copy_rows, kernel_jit, product,
+                   product_add, sigmoid, step_product, tanh, time_major, transpose_into)
 from ._threads import small_products_in_blas
 
 
@@ -52,7 +56,7 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas_steps)
     G = 4 * H
     # time-major copy of the input, then the input projection for all steps at once
     x_tm = time_major(x)
-    gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, G)
+    gates = product(x_tm.reshape(T * B, D), W, blas_steps).reshape(T, B, G)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)    # hs[t] = h_{t-1}: saved for backward
     cs = np.empty((T + 1, B, H), dtype=x.dtype)
     copy_rows(hs[0], h0)
@@ -99,18 +103,21 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
     H = G // 4
     D = x_tm.shape[2]
     UT = np.ascontiguousarray(U.T)
-    dz = np.empty((T, B, G), dtype=gates.dtype)    # gradient of the gate pre-activations
+    WT = np.ascontiguousarray(W.T)
+    dz = np.empty((B, G), dtype=gates.dtype)       # this step's gradient of the gate pre-activations
+    dzT = np.empty((G, T * B), dtype=gates.dtype)  # every step's, transposed: column t * B + b
+    dx_tm = np.empty((T if need_dx else 0, B, D), dtype=gates.dtype)
     dh = dh_T.copy()
     dc = dc_T.copy()
     dy_carry = np.zeros((B, H), dtype=gates.dtype)  # output gradient repeated over masked steps
     dh_rec = np.empty((B, H), dtype=gates.dtype)
     a = gates.reshape(T, B, 4, H)                  # the activated gates i, f, g, o
-    d = dz.reshape(T, B, 4, H)
+    d = dz.reshape(B, 4, H)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             if not mask[b, t]:
                 for k in range(G):
-                    dz[t, b, k] = 0.0              # no gradient into a masked input
+                    dz[b, k] = 0.0                 # no gradient into a masked input
                 if not zero_output_for_mask:
                     for j in range(H):
                         dy_carry[b, j] += dy[b, t, j]
@@ -121,33 +128,36 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
             for j in range(H):                     # through h = o * tanh(c)
                 tc = tanh(cs[t + 1, b, j])
                 o = a[t, b, O, j]
-                d[t, b, O, j] = dh[b, j] * tc * o * (one - o)
+                d[b, O, j] = dh[b, j] * tc * o * (one - o)
                 dc[b, j] += dh[b, j] * o * (one - tc * tc)
             for j in range(H):                     # through c = f * c_prev + i * g
                 i = a[t, b, I, j]
-                d[t, b, I, j] = dc[b, j] * a[t, b, C, j] * i * (one - i)
+                d[b, I, j] = dc[b, j] * a[t, b, C, j] * i * (one - i)
             for j in range(H):
                 f = a[t, b, F, j]
-                d[t, b, F, j] = dc[b, j] * cs[t, b, j] * f * (one - f)
+                d[b, F, j] = dc[b, j] * cs[t, b, j] * f * (one - f)
             for j in range(H):
                 g = a[t, b, C, j]
-                d[t, b, C, j] = dc[b, j] * a[t, b, I, j] * (one - g * g)
+                d[b, C, j] = dc[b, j] * a[t, b, I, j] * (one - g * g)
             for j in range(H):                     # dc_{t-1}
                 dc[b, j] *= a[t, b, F, j]
-        step_product(dz[t], UT, U, dh_rec, blas_steps)  # dh_{t-1} = dz U^T
+        step_product(dz, UT, U, dh_rec, blas_steps)  # dh_{t-1} = dz U^T
         for b in range(B):
             if mask[b, t]:
                 for j in range(H):
                     dh[b, j] = dh_rec[b, j]
-    # parameter gradients (and dx): one large product each over all steps
-    dz2 = dz.reshape(T * B, G)
-    add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, dz2))
-    add_rows(dU, np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, dz2))
-    add_column_sums(db, dz2)
-    if need_dx:
-        dx = batch_major(np.dot(dz2, np.ascontiguousarray(W.T)).reshape(T, B, D))
-    else:
-        dx = np.empty((0, 0, 0), dtype=gates.dtype)
+        if need_dx:
+            step_product(dz, WT, W, dx_tm[t], blas_steps)  # dx_t = dz W^T
+        transpose_into(dz, dzT, t * B)
+        add_column_sums(db, dz)
+    # weight gradients: one product each over all steps, K = T * B, from transposed copies
+    xT = np.empty((D, T * B), dtype=gates.dtype)
+    transpose_into(x_tm.reshape(T * B, D), xT, 0)
+    hT = np.empty((H, T * B), dtype=gates.dtype)   # h_{t-1} for every step
+    transpose_into(hs.reshape((T + 1) * B, H)[:T * B], hT, 0)
+    product_add(xT, dzT, dW, blas_steps)           # dW += x^T dz
+    product_add(hT, dzT, dU, blas_steps)           # dU += h_{t-1}^T dz
+    dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=gates.dtype)
     return dx, dh, dc
 
 

@@ -57,6 +57,43 @@ def test_per_step_products_equal_numpy(product, dtype, M, K, N, seed):
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol * K)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=40, deadline=None)
+@given(M=st.integers(0, 13), K=st.one_of(st.integers(0, 40), st.sampled_from([1023, 1024, 1025, 2100])),
+       N=st.integers(1, 13), seed=st.integers(0, 2**31))
+def test_long_products_equal_numpy(dtype, M, K, N, seed):
+    """matmul_bt_add (out += a @ bt.T) on every remainder of its 4 x 4 blocks and across its chunks
+    of K, and transpose_into on every remainder of its 8-row passes."""
+    from minirnn.kernels import _jit
+    rng = np.random.default_rng(seed)
+    a, bt = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+    out = rng.standard_normal((M, N)).astype(dtype)
+    expected = out.astype(np.float64) + a.astype(np.float64) @ bt.T.astype(np.float64)
+    _jit.matmul_bt_add(a, bt, out)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * max(K, 1) ** 0.5 * 4)
+    dst = np.full((K, M + 3), np.nan, dtype)
+    _jit.transpose_into(a, dst, 2)
+    np.testing.assert_array_equal(dst[:, 2:M + 2], a.T)
+    assert np.isnan(dst[:, :2]).all() and np.isnan(dst[:, M + 2:]).all()
+
+
+@pytest.mark.parametrize("steps", ["loop", "blas"])
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+def test_numba_equals_reference_long_products(form, steps):
+    """Shapes where the products over all steps leave BLAS (D and T * B at least ``_jit.LONG_K``):
+    the input projection and weight gradients through matmul_bt_add, dz transposed step by step."""
+    from unittest import mock
+    from minirnn.kernels import _jit, _threads
+    B, T, D, H = 9, 16, _jit.LONG_K + 3, 5
+    assert T * B >= _jit.LONG_K
+    case = _case(form, B, T, D, H, seed=3, gaps=True)
+    with mock.patch.object(_threads, "_blas_small", steps == "blas"):
+        fast = run(form, "numba", *case)
+    slow = run(form, "numpy", *case)
+    _assert_close(fast, slow, 1e-10)
+
+
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
 @SETTINGS
 @given(B=dims, T=dims, D=dims, H=dims, seed=st.integers(0, 2**31))
