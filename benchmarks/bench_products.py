@@ -9,7 +9,9 @@ forward h_{t-1} U is [B, H] x [H, 4H], backward dz U^T is [B, 4H] x [4H, H]. Bes
     OPENBLAS_CORETYPE=SkylakeX python3 -P benchmarks/bench_products.py     # AVX-512 BLAS kernels
 
 Prints one JSON line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us",
-"matmul_rows_us", "ratio"} (ratio = matmul_bt / BLAS).
+"matmul_rows_us", "ratio"} (ratio = matmul_bt / BLAS); then the products over all steps (input
+projection, weight gradients): {"bench": "long_products", "M", "K", "N", "blas_us",
+"matmul_bt_add_us", "ratio"} (ratio = matmul_bt_add / BLAS).
 """
 
 import json
@@ -19,9 +21,13 @@ import time
 import numpy as np
 from numba import njit
 
-from minirnn.kernels._jit import OPTIONS, matmul_bt, matmul_rows
+from minirnn.kernels._jit import OPTIONS, matmul_bt, matmul_bt_add, matmul_rows
 from minirnn.kernels._threads import blas_threads
 
+# products over all steps, per row block of one thread: input projections [T*B, D] x [D, 4H] and LSTM
+# weight gradients [D or H, T*B] x [T*B, 4H], at S1 / S2 / S3 (B = 16 / 32 / 64 rows a block)
+LONG_SHAPES = [(800, 16, 256), (3200, 64, 512), (6400, 128, 1024), (16, 800, 256), (64, 800, 256),
+               (64, 3200, 512), (128, 3200, 512), (128, 12800, 1024), (256, 12800, 1024)]
 SHAPES = [(16, 8, 128), (16, 16, 64), (16, 32, 128), (16, 64, 256), (16, 256, 64), (32, 128, 512), (32, 512, 128),
           (64, 256, 1024), (64, 1024, 256), (1, 64, 256)]
 
@@ -42,6 +48,12 @@ def _repeat_loop(a, bt, out, n):
 def _repeat_rows(a, b, out, n):
     for _ in range(n):
         matmul_rows(a, b, out)
+
+
+@njit(**OPTIONS)
+def _repeat_add(a, bt, out, n):
+    for _ in range(n):
+        matmul_bt_add(a, bt, out)
 
 
 def _best(fn, *args):
@@ -72,6 +84,20 @@ def main():
             print(json.dumps({"bench": "products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 3),
                               "matmul_bt_us": round(loop * 1e6, 3), "matmul_rows_us": round(rows * 1e6, 3),
                               "ratio": round(loop / blas, 3)}))
+        print("products over all steps: out = a @ b (BLAS) against out += a @ bt.T (matmul_bt_add)")
+        for M, K, N in LONG_SHAPES:
+            a = rng.standard_normal((M, K)).astype(np.float32)
+            b = rng.standard_normal((K, N)).astype(np.float32)
+            bt, out = np.ascontiguousarray(b.T), np.zeros((M, N), np.float32)
+            _repeat_add(a, bt, out, 1)
+            assert np.allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4 * K), "results differ"
+            reps = max(3, int(2e9 / (M * K * N)))
+            blas, add = _best(_repeat_blas, a, b, out, reps), _best(_repeat_add, a, bt, out, reps)
+            flops = 2.0 * M * K * N
+            print(f"[{M}, {K}] x [{K}, {N}]  BLAS {blas * 1e6:9.1f} us ({flops / blas / 1e9:4.0f} GFLOP/s)  "
+                  f"matmul_bt_add {add * 1e6:9.1f} us ({flops / add / 1e9:4.0f} GFLOP/s)  BLAS / add {blas / add:5.2f}")
+            print(json.dumps({"bench": "long_products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 1),
+                              "matmul_bt_add_us": round(add * 1e6, 1), "ratio": round(add / blas, 3)}))
 
 
 if __name__ == "__main__":

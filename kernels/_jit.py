@@ -229,9 +229,11 @@ def matmul_bt_add(a, bt, out):
 
     :func:`matmul_bt`'s 4 x 4 register blocks, over chunks of ``KC`` along K so that the 8 row chunks
     an inner loop reads stay in L1 however long K is. The chunks are row views: LLVM vectorises a loop
-    over a view from 0, not one over ``range(k0, k1)`` of the whole row. One thread, float32, against
-    OpenBLAS-Haswell's 100-115 GFLOP/s (``benchmarks/bench_products.py``): 140-160 GFLOP/s at the
-    S2/S3 weight-gradient shapes. ``out`` [M, N] is added into, never cleared.
+    over a view from 0, not one over ``range(k0, k1)`` of the whole row. One thread, float32
+    (``benchmarks/bench_products.py``): 140-200 GFLOP/s at the S1-S3 weight-gradient shapes against
+    OpenBLAS-Haswell's 60-115 (1.3-3x), 1.1x at the S3 input projection (K = 128); below K = 128 it
+    loses (0.8x at K = 64, 0.3x at K = 16), so :func:`product` leaves those to BLAS.
+    ``out`` [M, N] is added into, never cleared.
     """
     M, K = a.shape
     N = bt.shape[0]

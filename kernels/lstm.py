@@ -30,7 +30,7 @@ each step's rows are contiguous. The per-step products are small, and OpenBLAS's
 them at about half speed, so ``_jit.step_product`` runs them as compiled loops (``matmul_bt``, a
 register-blocked loop up to 2.8x faster there, or ``matmul_rows`` when H <= 32 in the forward
 product) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The large
-products go the same way through ``_jit.product`` / ``product_add`` (``matmul_bt_add``, 1.3-1.9x
+products go the same way through ``_jit.product`` / ``product_add`` (``matmul_bt_add``, 1.1-3x
 OpenBLAS-Haswell once K >= 128). That loop needs both operands K-contiguous, K = T * B for dW and
 dU: each step's dz is transposed into dzT [4H, T * B] as it is made (~0.4 ns a value), and x and
 h_{t-1} once after the loop. The loops over units index [.., 4, H] reshapes of the gate arrays
