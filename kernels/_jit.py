@@ -224,15 +224,17 @@ MC = 64                       # and its row block of ``a``, reused across all of
 
 @kernel_jit
 def matmul_bt_add(a, bt, out):
-    """out += a @ bt.T, for C-contiguous a [M, K], bt [N, K] and out [M, N]: the large products over
-    all steps (the input projection x W, and the weight gradients x^T dz, h^T dz with K = T * B).
+    """out += a @ bt.T, for C-contiguous a [M, K], bt [N, K] and out [M, N]: the weight gradients
+    summed over all steps (x^T dz, h^T dz: K = T * B).
 
     :func:`matmul_bt`'s 4 x 4 register blocks, over chunks of ``KC`` along K so that the 8 row chunks
     an inner loop reads stay in L1 however long K is. The chunks are row views: LLVM vectorises a loop
     over a view from 0, not one over ``range(k0, k1)`` of the whole row. One thread, float32
     (``benchmarks/bench_products.py``): 140-200 GFLOP/s at the S1-S3 weight-gradient shapes against
-    OpenBLAS-Haswell's 60-115 (1.3-3x), 1.1x at the S3 input projection (K = 128); below K = 128 it
-    loses (0.8x at K = 64, 0.3x at K = 16), so :func:`product` leaves those to BLAS.
+    OpenBLAS-Haswell's 60-115 (1.3-3x). It is no faster at the input projections ([T * B, D] x
+    [D, 4H]: 1.1-1.2x at D = 128, 0.8x at D = 64, 0.3x at D = 16), which therefore stay in BLAS.
+    The kernels call it whatever the BLAS core: OpenBLAS's AVX-512 kernels (about 200 GFLOP/s on
+    one thread) would gain little, and a BLAS branch costs ~0.7 s more cold compile.
     ``out`` [M, N] is added into, never cleared.
     """
     M, K = a.shape
@@ -317,30 +319,6 @@ def transpose_into(src, dst, col0):
     for i in range(M8, M):
         for j in range(N):
             dst[j, col0 + i] = src[i, j]
-
-
-LONG_K = 128                  # below this K the 4 x 4 blocks' horizontal sums outweigh their k loop
-
-
-@kernel_jit
-def product(a, b, blas):
-    """a @ b for a product over all steps (the input projection [T * B, D] x [D, G]): BLAS when
-    ``blas`` (see :func:`step_product`) or when K < ``LONG_K``, else :func:`matmul_bt_add`."""
-    if blas or a.shape[1] < LONG_K:
-        return np.dot(a, b)
-    out = np.zeros((a.shape[0], b.shape[1]), dtype=a.dtype)
-    matmul_bt_add(a, np.ascontiguousarray(b.T), out)
-    return out
-
-
-@kernel_jit
-def product_add(a, bt, out, blas):
-    """out += a @ bt.T for a weight gradient summed over all steps (K = T * B): BLAS when ``blas``
-    or K < ``LONG_K``, else :func:`matmul_bt_add`."""
-    if blas or a.shape[1] < LONG_K:
-        add_rows(out, np.dot(a, bt.T))
-    else:
-        matmul_bt_add(a, bt, out)
 
 
 def check_gradient_buffers(W, U, dW, dU, db, bias_shape):

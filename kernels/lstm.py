@@ -29,19 +29,19 @@ time loop is one compiled call, with no Python in it. Arrays are time-major insi
 each step's rows are contiguous. The per-step products are small, and OpenBLAS's AVX2 kernels run
 them at about half speed, so ``_jit.step_product`` runs them as compiled loops (``matmul_bt``, a
 register-blocked loop up to 2.8x faster there, or ``matmul_rows`` when H <= 32 in the forward
-product) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The large
-products go the same way through ``_jit.product`` / ``product_add`` (``matmul_bt_add``, 1.1-3x
-OpenBLAS-Haswell once K >= 128). That loop needs both operands K-contiguous, K = T * B for dW and
-dU: each step's dz is transposed into dzT [4H, T * B] as it is made (~0.4 ns a value), and x and
-h_{t-1} once after the loop. The loops over units index [.., 4, H] reshapes of the gate arrays
-rather than taking a view per row: a view costs reference counting, which cost more than the maths
-at H = 16..64.
+product) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The weight
+gradients dW, dU go through ``_jit.matmul_bt_add`` (1.3-3x OpenBLAS-Haswell at the benchmark
+shapes; the input projection stays in BLAS, where that loop is no faster). It needs both operands
+K-contiguous: each step's dz is transposed into dzT [4H, T * B] as it is made (~0.4 ns a value),
+and x and h_{t-1} once after the loop. The loops over units index [.., 4, H] reshapes of the gate
+arrays rather than taking a view per row: a view costs reference counting, which cost more than the
+maths at H = 16..64.
 """
 
 import numpy as np
 
-from ._jit import (add_column_sums, batch_major, check_gradient_buffers, copy_rows, kernel_jit, product,
-                   product_add, sigmoid, step_product, tanh, time_major, transpose_into)
+from ._jit import (add_column_sums, batch_major, check_gradient_buffers, copy_rows, kernel_jit, matmul_bt_add,
+                   sigmoid, step_product, tanh, time_major, transpose_into)
 from ._threads import small_products_in_blas
 
 
@@ -56,7 +56,7 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas_steps)
     G = 4 * H
     # time-major copy of the input, then the input projection for all steps at once
     x_tm = time_major(x)
-    gates = product(x_tm.reshape(T * B, D), W, blas_steps).reshape(T, B, G)
+    gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, G)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)    # hs[t] = h_{t-1}: saved for backward
     cs = np.empty((T + 1, B, H), dtype=x.dtype)
     copy_rows(hs[0], h0)
@@ -155,8 +155,8 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
     transpose_into(x_tm.reshape(T * B, D), xT, 0)
     hT = np.empty((H, T * B), dtype=gates.dtype)   # h_{t-1} for every step
     transpose_into(hs.reshape((T + 1) * B, H)[:T * B], hT, 0)
-    product_add(xT, dzT, dW, blas_steps)           # dW += x^T dz
-    product_add(hT, dzT, dU, blas_steps)           # dU += h_{t-1}^T dz
+    matmul_bt_add(xT, dzT, dW)                     # dW += x^T dz
+    matmul_bt_add(hT, dzT, dU)                     # dU += h_{t-1}^T dz
     dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=gates.dtype)
     return dx, dh, dc
 
