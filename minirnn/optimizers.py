@@ -68,7 +68,9 @@ class SparseRows:
 
 
 def _sum_squares(g):
-    values = g.values if isinstance(g, SparseRows) else g
+    values = np.asarray(g.values if isinstance(g, SparseRows) else g)
+    if values.dtype in (np.float32, np.float64):   # what apply() passes: one compiled call
+        return float(updates.compiled("sum_squares")(np.ascontiguousarray(values).reshape(-1)))
     return float(np.sum(np.square(values, dtype=np.float64)))
 
 
