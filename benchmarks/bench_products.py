@@ -11,7 +11,8 @@ forward h_{t-1} U is [B, H] x [H, 4H], backward dz U^T is [B, 4H] x [4H, H]. Bes
 Prints one JSON line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us",
 "matmul_rows_us", "ratio"} (ratio = matmul_bt / BLAS); then the products over all steps (input
 projection, weight gradients): {"bench": "long_products", "M", "K", "N", "blas_us",
-"matmul_bt_add_us", "ratio"} (ratio = matmul_bt_add / BLAS).
+"matmul_bt_add_us", "ratio"} (ratio = matmul_bt_add / BLAS); then {"bench": "transpose_into", "B",
+"G", "T", "ns_per_value"}.
 """
 
 import json
@@ -21,7 +22,7 @@ import time
 import numpy as np
 from numba import njit
 
-from minirnn.kernels._jit import OPTIONS, matmul_bt, matmul_bt_add, matmul_rows
+from minirnn.kernels._jit import OPTIONS, matmul_bt, matmul_bt_add, matmul_rows, transpose_into
 from minirnn.kernels._threads import blas_threads
 
 # products over all steps, per row block of one thread: input projections [T*B, D] x [D, 4H] and LSTM
@@ -54,6 +55,12 @@ def _repeat_rows(a, b, out, n):
 def _repeat_add(a, bt, out, n):
     for _ in range(n):
         matmul_bt_add(a, bt, out)
+
+
+@njit(**OPTIONS)
+def _transpose_steps(src, dst, n):
+    for t in range(n):
+        transpose_into(src, dst, t * src.shape[0])
 
 
 def _best(fn, *args):
@@ -98,6 +105,14 @@ def main():
                   f"matmul_bt_add {add * 1e6:9.1f} us ({flops / add / 1e9:4.0f} GFLOP/s)  BLAS / add {blas / add:5.2f}")
             print(json.dumps({"bench": "long_products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 1),
                               "matmul_bt_add_us": round(add * 1e6, 1), "ratio": round(add / blas, 3)}))
+        print("transpose_into, step by step: a step's [B, 4H] into columns of [4H, T * B] (LSTM dz)")
+        for B, G, T in ((16, 256, 50), (32, 512, 100), (64, 1024, 200)):
+            src, dst = rng.standard_normal((B, G)).astype(np.float32), np.empty((G, T * B), np.float32)
+            _transpose_steps(src, dst, 1)
+            assert np.array_equal(dst[:, :B], src.T), "transpose differs"
+            ns = _best(_transpose_steps, src, dst, T) / (B * G) * 1e9   # _best: per step
+            print(f"[{B}, {G}] x {T} steps  {ns:5.2f} ns a value")
+            print(json.dumps({"bench": "transpose_into", "B": B, "G": G, "T": T, "ns_per_value": round(ns, 3)}))
 
 
 if __name__ == "__main__":

@@ -299,8 +299,8 @@ def transpose_into(src, dst, col0):
     """dst[:, col0:col0 + M] = src.T, for src [M, N] and dst [N, >= col0 + M].
 
     8 rows of ``src`` at a time, so that each row of ``dst`` gets 8 contiguous values per pass:
-    about 0.4 ns an element at [64, 1024], against 0.9-1.2 for 16 x 16 tiles, whose 16 reads 4 KiB
-    apart fall into one L1 set."""
+    0.2-0.45 ns a value at the LSTM dz shapes (``benchmarks/bench_products.py``). 16 x 16 tiles took
+    0.8-1.2 ns in a one-off probe: their 16 reads 4 KiB apart fall into one L1 set."""
     M, N = src.shape
     M8 = M - M % 8
     for i in range(0, M8, 8):

@@ -32,8 +32,8 @@ register-blocked loop up to 2.8x faster there, or ``matmul_rows`` when H <= 32 i
 product) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The weight
 gradients dW, dU go through ``_jit.matmul_bt_add`` (1.3-3x OpenBLAS-Haswell at the benchmark
 shapes; the input projection stays in BLAS, where that loop is no faster). It needs both operands
-K-contiguous: each step's dz is transposed into dzT [4H, T * B] as it is made (~0.4 ns a value),
-and x and h_{t-1} once after the loop. The loops over units index [.., 4, H] reshapes of the gate
+K-contiguous: each step's dz, x_t and h_{t-1} are transposed into dzT [4H, T * B], xT and hT as
+the step is made. The loops over units index [.., 4, H] reshapes of the gate
 arrays rather than taking a view per row: a view costs reference counting, which cost more than the
 maths at H = 16..64.
 """
@@ -106,6 +106,8 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
     WT = np.ascontiguousarray(W.T)
     dz = np.empty((B, G), dtype=gates.dtype)       # this step's gradient of the gate pre-activations
     dzT = np.empty((G, T * B), dtype=gates.dtype)  # every step's, transposed: column t * B + b
+    xT = np.empty((D, T * B), dtype=gates.dtype)   # x_t and h_{t-1} of every step, transposed alike
+    hT = np.empty((H, T * B), dtype=gates.dtype)
     dx_tm = np.empty((T if need_dx else 0, B, D), dtype=gates.dtype)
     dh = dh_T.copy()
     dc = dc_T.copy()
@@ -149,12 +151,10 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
         if need_dx:
             step_product(dz, WT, W, dx_tm[t], blas_steps)  # dx_t = dz W^T
         transpose_into(dz, dzT, t * B)
+        transpose_into(x_tm[t], xT, t * B)
+        transpose_into(hs[t], hT, t * B)
         add_column_sums(db, dz)
-    # weight gradients: one product each over all steps, K = T * B, from transposed copies
-    xT = np.empty((D, T * B), dtype=gates.dtype)
-    transpose_into(x_tm.reshape(T * B, D), xT, 0)
-    hT = np.empty((H, T * B), dtype=gates.dtype)   # h_{t-1} for every step
-    transpose_into(hs.reshape((T + 1) * B, H)[:T * B], hT, 0)
+    # weight gradients: one product each over all steps, K = T * B, from the transposed copies
     matmul_bt_add(xT, dzT, dW)                     # dW += x^T dz
     matmul_bt_add(hT, dzT, dU)                     # dU += h_{t-1}^T dz
     dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=gates.dtype)

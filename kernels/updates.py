@@ -67,8 +67,9 @@ def ftrl(w, g, accum, linear, lr, lr_power, l1, l2, beta):
 
 
 def sum_squares(g):
-    """sum(g^2), accumulated in float64: the norm that gradient clipping compares (as a compiled call
-    about 1 us for a 4096-value float32 tensor, against 4 us for NumPy's square-then-sum)."""
+    """sum(g^2), accumulated in float64: the norm that gradient clipping compares. Compiled, it is one
+    call per tensor (NumPy's ``np.sum(np.square(g, dtype=float64))`` cost about 4x as much per
+    tensor in a one-off probe at the estimator's sizes, where call overhead dominates)."""
     return np.sum(np.square(g.astype(np.float64)))
 
 
