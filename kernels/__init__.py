@@ -6,7 +6,7 @@ Numba kernel module (``simple_rnn``, ``lstm``, ``gru``) is first loaded through 
 Every cell exposes the same two functions, in the Numba modules and in :mod:`reference`::
 
     y, states_T, saved = forward(x, mask, states0, kernel, recurrent_kernel, bias,
-                                 zero_output_for_mask=False, **cell_options)
+                                 zero_output_for_mask=False, workspace=None, **cell_options)
     dx, dstates0 = backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias,
                             need_dx=True)
 
@@ -14,12 +14,15 @@ Shapes: x [B, T, D], mask [B, T] (bool, True on valid steps), states [B, H] each
 Arrays must be C-contiguous and share one float dtype (float32 or float64); the layer API in
 ``minirnn.layers`` validates user input and prepares it. ``backward`` adds the parameter gradients
 into ``dkernel``, ``drecurrent_kernel`` and ``dbias`` (``+=``) and returns fresh arrays for the input
-and the initial states.
+and the initial states. ``workspace`` (a :class:`workspace.Workspace`, or None for fresh arrays)
+holds scratch that a layer's training steps reuse; see :mod:`minirnn.kernels.workspace`.
 """
 
 import functools
 import importlib
 import os
+
+from .workspace import Workspace
 
 CELLS = ("simple_rnn", "lstm", "gru")
 BACKENDS = ("numba", "numpy")

@@ -80,15 +80,14 @@ def add_column_sums(dst, a):
 
 
 @kernel_jit
-def time_major(x):
-    """[B, T, D] -> a time-major copy [T, B, D], so that each step's rows are contiguous."""
+def copy_time_major(x, x_tm):
+    """x_tm[t, b] = x[b, t]: a time-major copy of x [B, T, D] into x_tm [T, B, D], so that each step's
+    rows are contiguous."""
     B, T, D = x.shape
-    x_tm = np.empty((T, B, D), dtype=x.dtype)
     for b in range(B):
         for t in range(T):
             for d in range(D):
                 x_tm[t, b, d] = x[b, t, d]
-    return x_tm
 
 
 @kernel_jit

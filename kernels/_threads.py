@@ -227,18 +227,21 @@ class RowBlocks:
 
 
 def forward(cell_forward, x, mask, states0, kernel, recurrent_kernel, bias,
-            zero_output_for_mask=False, **cell_options):
-    """``cell_forward`` over the batch, split into row blocks when ``plan`` says so."""
+            zero_output_for_mask=False, workspace=None, **cell_options):
+    """``cell_forward`` over the batch, split into row blocks when ``plan`` says so (each block with
+    its own part of ``workspace``)."""
     B = x.shape[0]
     blocks, per_block = plan(B, 2.0 * B * recurrent_kernel.size)
     with blas_threads(per_block):
         if blocks == 1:
             return cell_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask,
-                                **cell_options)
+                                workspace=workspace, **cell_options)
         bounds = [B * k // blocks for k in range(blocks + 1)]
+        spaces = [None if workspace is None else workspace.block(k) for k in range(blocks)]
+        index = {b0: k for k, b0 in enumerate(bounds[:-1])}
         parts = _map(lambda b0, b1: cell_forward(x[b0:b1], mask[b0:b1], tuple(s[b0:b1] for s in states0),
                                                  kernel, recurrent_kernel, bias, zero_output_for_mask,
-                                                 **cell_options), bounds)
+                                                 workspace=spaces[index[b0]], **cell_options), bounds)
     y = np.concatenate([p[0] for p in parts])
     states = tuple(np.concatenate([p[1][k] for p in parts]) for k in range(len(states0)))
     return y, states, RowBlocks(bounds, [p[2] for p in parts])

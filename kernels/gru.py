@@ -35,9 +35,10 @@ steps; the per-step products run inside one compiled time loop.
 
 import numpy as np
 
-from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, kernel_jit, sigmoid,
-                   step_product, tanh, time_major)
+from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, copy_time_major,
+                   kernel_jit, sigmoid, step_product, tanh)
 from ._threads import small_products_in_blas
+from .workspace import scratch
 
 
 # Gate blocks of a row, in Keras order: update z, reset r, candidate hh
@@ -60,15 +61,13 @@ def _carry_masked_row(y, hs, b, t, zero_output_for_mask):
 # --------------------------------------------------------------------------------------------
 
 @kernel_jit
-def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps):
+def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps, x_tm, gates, rec_h, hs):
     B, T, D = x.shape
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
-    x_tm = time_major(x)
-    gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, 3 * H)  # x W; becomes z, r, hh
-    rec_h = np.empty((T, B, H), dtype=x.dtype)     # h_{t-1} U_h + b_rh, saved for backward
-    hs = np.empty((T + 1, B, H), dtype=x.dtype)
-    copy_rows(hs[0], h0)
+    copy_time_major(x, x_tm)
+    np.dot(x_tm.reshape(T * B, D), W, gates.reshape(T * B, 3 * H))  # x W; becomes z, r, hh
+    copy_rows(hs[0], h0)                           # rec_h = h_{t-1} U_h + b_rh, saved for backward
     y = np.empty((B, T, H), dtype=x.dtype)
     rec = np.empty((B, 3 * H), dtype=x.dtype)
     UT = np.ascontiguousarray(U.T)
@@ -91,19 +90,18 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas_ste
                 h = a[t, b, Z, j] * hs[t, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
                 hs[t + 1, b, j] = h
                 y[b, t, j] = h
-    return y, hs, gates, rec_h, x_tm
+    return y
 
 
 @kernel_jit
 def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_output_for_mask,
-                          dW, dU, db, need_dx, blas_steps):
+                          dW, dU, db, need_dx, blas_steps, dxw, drec):
     T, B, G = gates.shape
     one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 3
     D = x_tm.shape[2]
     UT = np.ascontiguousarray(U.T)
-    dxw = np.empty((T, B, G), dtype=gates.dtype)   # gradient of x W + b_i
-    drec = np.empty((T, B, G), dtype=gates.dtype)  # gradient of h_{t-1} U + b_r
+    # dxw, drec [T, B, G]: the gradients of x W + b_i and of h_{t-1} U + b_r
     dh = dh_T.copy()
     dy_carry = np.zeros((B, H), dtype=gates.dtype)
     dh_rec = np.empty((B, H), dtype=gates.dtype)
@@ -159,19 +157,17 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
 # --------------------------------------------------------------------------------------------
 
 @kernel_jit
-def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps):
+def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps, x_tm, gates, r_h, hs):
     B, T, D = x.shape
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
-    x_tm = time_major(x)
-    gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, 3 * H)  # x W; becomes z, r, hh
+    copy_time_major(x, x_tm)
+    np.dot(x_tm.reshape(T * B, D), W, gates.reshape(T * B, 3 * H))  # x W; becomes z, r, hh
     U_zr = np.ascontiguousarray(U[:, :2 * H])
     U_h = np.ascontiguousarray(U[:, 2 * H:])
     U_zrT = np.ascontiguousarray(U_zr.T)
     U_hT = np.ascontiguousarray(U_h.T)
-    r_h = np.zeros((T, B, H), dtype=x.dtype)       # r * h_{t-1}, saved for backward
-    hs = np.empty((T + 1, B, H), dtype=x.dtype)
-    copy_rows(hs[0], h0)
+    copy_rows(hs[0], h0)                           # r_h = r * h_{t-1}, saved for backward
     y = np.empty((B, T, H), dtype=x.dtype)
     rec_zr = np.empty((B, 2 * H), dtype=x.dtype)
     rec_h = np.empty((B, H), dtype=x.dtype)
@@ -180,6 +176,8 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas_st
         step_product(hs[t], U_zr, U_zrT, rec_zr, blas_steps)  # h_{t-1} [U_z, U_r]
         for b in range(B):
             if not mask[b, t]:
+                for j in range(H):                 # zero: backward multiplies it by a zero gradient
+                    r_h[t, b, j] = 0.0
                 continue
             for j in range(H):                     # z, r
                 a[t, b, Z, j] = sigmoid(a[t, b, Z, j] + b3[Z, j] + rc[b, Z, j])
@@ -198,12 +196,12 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas_st
                 h = a[t, b, Z, j] * hs[t, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
                 hs[t + 1, b, j] = h
                 y[b, t, j] = h
-    return y, hs, gates, r_h, x_tm
+    return y
 
 
 @kernel_jit
 def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_output_for_mask,
-                           dW, dU, db, need_dx, blas_steps):
+                           dW, dU, db, need_dx, blas_steps, da_zr, da_h):
     T, B, G = gates.shape
     one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 3
@@ -212,8 +210,7 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
     U_h = np.ascontiguousarray(U[:, 2 * H:])
     U_zrT = np.ascontiguousarray(U_zr.T)
     U_hT = np.ascontiguousarray(U_h.T)
-    da_zr = np.empty((T, B, 2 * H), dtype=gates.dtype)
-    da_h = np.empty((T, B, H), dtype=gates.dtype)
+    # da_zr [T, B, 2H], da_h [T, B, H]: the gradients of the z, r and candidate pre-activations
     dh = dh_T.copy()
     dh_tot = np.zeros((B, H), dtype=gates.dtype)
     dy_carry = np.zeros((B, H), dtype=gates.dtype)
@@ -272,27 +269,38 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
 
 
 def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
-            reset_after=True):
+            workspace=None, reset_after=True):
     """GRU forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved).
 
-    bias is [2, 3H] when ``reset_after`` (TF2 default), else [3H].
+    bias is [2, 3H] when ``reset_after`` (TF2 default), else [3H]. ``workspace``: see
+    :func:`minirnn.kernels.lstm.forward`.
     """
     (h0,) = states0
+    B, T, D = x.shape
+    H = h0.shape[1]
+    # extra: rec_h (reset_after) or r_h (reset_before), [T, B, H]
+    x_tm, gates, extra, hs = scratch(workspace, "forward", x.dtype, (T, B, D), (T, B, 3 * H), (T, B, H),
+                                     (T + 1, B, H))
     loop = _forward_reset_after if reset_after else _forward_reset_before
-    y, hs, gates, extra, x_tm = loop(x, mask, h0, kernel, recurrent_kernel, bias,
-                                     zero_output_for_mask, small_products_in_blas())
+    y = loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask, small_products_in_blas(),
+             x_tm, gates, extra, hs)
     saved = (reset_after, mask, x_tm, kernel, recurrent_kernel, gates, extra, hs,
-             zero_output_for_mask)
+             zero_output_for_mask, workspace)
     return y, (hs[x.shape[1]].copy(),), saved
 
 
 def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
     """GRU BPTT: adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0,))."""
-    reset_after, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask = saved
+    reset_after, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask, workspace = saved
     bias_shape = (2, W.shape[1]) if reset_after else (W.shape[1],)
     check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, bias_shape)
     (dh_T,) = dstates_T
+    T, B, G = gates.shape
+    if reset_after:   # gradients of x W + b_i and of h_{t-1} U + b_r
+        grads = scratch(workspace, "backward", gates.dtype, (T, B, G), (T, B, G))
+    else:             # of the z and r pre-activations, and of the candidate's
+        grads = scratch(workspace, "backward", gates.dtype, (T, B, 2 * G // 3), (T, B, G // 3))
     loop = _backward_reset_after if reset_after else _backward_reset_before
     dx, dh0 = loop(dy, dh_T, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask,
-                   dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas())
+                   dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas(), *grads)
     return (dx if need_dx else None), (dh0,)

@@ -35,14 +35,17 @@ shapes; the input projection stays in BLAS, where that loop is no faster). It ne
 K-contiguous: each step's dz, x_t and h_{t-1} are transposed into dzT [4H, T * B], xT and hT as
 the step is made. The loops over units index [.., 4, H] reshapes of the gate
 arrays rather than taking a view per row: a view costs reference counting, which cost more than the
-maths at H = 16..64.
+maths at H = 16..64. The large arrays (x_tm, gates, hs, cs and backward's transposed copies) are
+passed in: a layer's training steps take them from its workspace (:mod:`.workspace`), so that one
+step reuses the memory of the last instead of faulting fresh pages in.
 """
 
 import numpy as np
 
-from ._jit import (add_column_sums, batch_major, check_gradient_buffers, copy_rows, kernel_jit, matmul_bt_add,
-                   sigmoid, step_product, tanh, time_major, transpose_into)
+from ._jit import (add_column_sums, batch_major, check_gradient_buffers, copy_rows, copy_time_major, kernel_jit,
+                   matmul_bt_add, sigmoid, step_product, tanh, transpose_into)
 from ._threads import small_products_in_blas
+from .workspace import scratch
 
 
 # Gate blocks of a row of the pre-activations / gates, in Keras order
@@ -50,16 +53,14 @@ I, F, C, O = 0, 1, 2, 3
 
 
 @kernel_jit
-def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas_steps):
+def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas_steps, x_tm, gates, hs, cs):
     B, T, D = x.shape
     H = U.shape[0]
     G = 4 * H
     # time-major copy of the input, then the input projection for all steps at once
-    x_tm = time_major(x)
-    gates = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, G)
-    hs = np.empty((T + 1, B, H), dtype=x.dtype)    # hs[t] = h_{t-1}: saved for backward
-    cs = np.empty((T + 1, B, H), dtype=x.dtype)
-    copy_rows(hs[0], h0)
+    copy_time_major(x, x_tm)
+    np.dot(x_tm.reshape(T * B, D), W, gates.reshape(T * B, G))
+    copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}: saved for backward, as cs
     copy_rows(cs[0], c0)
     y = np.empty((B, T, H), dtype=x.dtype)
     z = np.empty((B, G), dtype=x.dtype)
@@ -92,12 +93,12 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas_steps)
                 cs[t + 1, b, j] = c
                 hs[t + 1, b, j] = h
                 y[b, t, j] = h
-    return y, hs, cs, gates, x_tm
+    return y
 
 
 @kernel_jit
 def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
-                   dW, dU, db, need_dx, blas_steps):
+                   dW, dU, db, need_dx, blas_steps, dzT, xT, hT, dx_tm):
     T, B, G = gates.shape
     one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 4
@@ -105,10 +106,7 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
     UT = np.ascontiguousarray(U.T)
     WT = np.ascontiguousarray(W.T)
     dz = np.empty((B, G), dtype=gates.dtype)       # this step's gradient of the gate pre-activations
-    dzT = np.empty((G, T * B), dtype=gates.dtype)  # every step's, transposed: column t * B + b
-    xT = np.empty((D, T * B), dtype=gates.dtype)   # x_t and h_{t-1} of every step, transposed alike
-    hT = np.empty((H, T * B), dtype=gates.dtype)
-    dx_tm = np.empty((T if need_dx else 0, B, D), dtype=gates.dtype)
+    # dzT [G, T * B] gets every step's dz transposed (column t * B + b); xT, hT x_t and h_{t-1} alike
     dh = dh_T.copy()
     dc = dc_T.copy()
     dy_carry = np.zeros((B, H), dtype=gates.dtype)  # output gradient repeated over masked steps
@@ -161,7 +159,7 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
     return dx, dh, dc
 
 
-def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False):
+def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None):
     """LSTM forward over a whole sequence.
 
     Parameters
@@ -170,6 +168,8 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     mask : [B, T] bool, True on valid steps
     states0 : (h0, c0), each [B, H]
     kernel, recurrent_kernel, bias : [D, 4H], [H, 4H], [4H] in x's dtype (Keras layout)
+    workspace : a :class:`~minirnn.kernels.workspace.Workspace` whose buffers this call and its
+        backward reuse (training), or None for fresh arrays (inference, or calls from several threads)
 
     Returns
     -------
@@ -178,10 +178,13 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     saved : what :func:`backward` needs (time-major input, every h and c, activated gates)
     """
     h0, c0 = states0
-    y, hs, cs, gates, x_tm = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias,
-                                           zero_output_for_mask, small_products_in_blas())
-    T = x.shape[1]
-    saved = (mask, x_tm, kernel, recurrent_kernel, gates, hs, cs, zero_output_for_mask)
+    B, T, D = x.shape
+    H = h0.shape[1]
+    x_tm, gates, hs, cs = scratch(workspace, "forward", x.dtype, (T, B, D), (T, B, 4 * H), (T + 1, B, H),
+                                  (T + 1, B, H))
+    y = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias, zero_output_for_mask,
+                      small_products_in_blas(), x_tm, gates, hs, cs)
+    saved = (mask, x_tm, kernel, recurrent_kernel, gates, hs, cs, zero_output_for_mask, workspace)
     return y, (hs[T].copy(), cs[T].copy()), saved
 
 
@@ -191,9 +194,14 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     dy [B, T, H] and dstates_T (dh_T, dc_T) are the upstream gradients; ``saved`` comes from
     :func:`forward`. Adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0, dc0)).
     """
-    mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask = saved
+    mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask, workspace = saved
     check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, (W.shape[1],))
     dh_T, dc_T = dstates_T
+    T, B, D = x_tm.shape
+    H = U.shape[0]
+    dzT, xT, hT, dx_tm = scratch(workspace, "backward", x_tm.dtype, (4 * H, T * B), (D, T * B), (H, T * B),
+                                 (T if need_dx else 0, B, D))
     dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
-                                  dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas())
+                                  dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas(),
+                                  dzT, xT, hT, dx_tm)
     return (dx if need_dx else None), (dh0, dc0)

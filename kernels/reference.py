@@ -12,6 +12,9 @@ Masking (Keras semantics), shared by every cell through ``_forward`` / ``_backwa
   or is zero with ``zero_output_for_mask=True``; so ``y[:, -1]`` is the output at each row's last
   valid step, Keras's ``return_sequences=False`` output;
 - a row with no valid step returns its initial states.
+
+The forwards accept the Numba kernels' ``workspace`` argument, so that both backends have one
+signature, and ignore it: the reference allocates as it goes.
 """
 
 import numpy as np
@@ -74,7 +77,8 @@ def _backward(step_back, dy, dstates_T, saved, dkernel, dbias_in, need_dx):
 # simple RNN:  h_t = tanh(x_t W + b + h_{t-1} U)
 # ---------------------------------------------------------------------------------------------
 
-def simple_rnn_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False):
+def simple_rnn_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
+                       workspace=None):
     U = recurrent_kernel
 
     def step(xw_t, states):
@@ -104,7 +108,7 @@ def simple_rnn_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias,
 # LSTM (Keras gate order i, f, c, o)
 # ---------------------------------------------------------------------------------------------
 
-def lstm_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False):
+def lstm_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None):
     U = recurrent_kernel
     H = U.shape[0]
 
@@ -148,7 +152,7 @@ def lstm_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_
 # ---------------------------------------------------------------------------------------------
 
 def gru_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
-                reset_after=True):
+                workspace=None, reset_after=True):
     U = recurrent_kernel
     H = U.shape[0]
     bias_in = bias[0] if reset_after else bias

@@ -22,19 +22,19 @@ da U^T run per step, inside one compiled loop (see ``lstm.py`` for the design no
 
 import numpy as np
 
-from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, kernel_jit,
-                   step_product, tanh, time_major)
+from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, copy_time_major,
+                   kernel_jit, step_product, tanh)
 from ._threads import small_products_in_blas
+from .workspace import scratch
 
 
 @kernel_jit
-def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps):
+def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps, x_tm, xw, hs):
     B, T, D = x.shape
     H = U.shape[0]
-    x_tm = time_major(x)
-    xw = np.dot(x_tm.reshape(T * B, D), W).reshape(T, B, H)   # input projection, all steps
-    hs = np.empty((T + 1, B, H), dtype=x.dtype)    # hs[t] = h_{t-1}; hs[t+1] = h_t
-    copy_rows(hs[0], h0)
+    copy_time_major(x, x_tm)
+    np.dot(x_tm.reshape(T * B, D), W, xw.reshape(T * B, H))  # input projection, all steps
+    copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}; hs[t+1] = h_t
     y = np.empty((B, T, H), dtype=x.dtype)
     zr = np.empty((B, H), dtype=x.dtype)
     UT = np.ascontiguousarray(U.T)
@@ -50,16 +50,17 @@ def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps):
                 h = tanh(xw[t, b, j] + zr[b, j] + bias[j])
                 hs[t + 1, b, j] = h
                 y[b, t, j] = h
-    return y, hs, x_tm
+    return y
 
 
 @kernel_jit
-def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx, blas_steps):
+def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx, blas_steps,
+                   da):
     T, B, D = x_tm.shape
     one = x_tm.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
     UT = np.ascontiguousarray(U.T)
-    da = np.empty((T, B, H), dtype=hs.dtype)       # gradient of the pre-activation
+    # da [T, B, H]: the gradient of the pre-activation
     dh = dh_T.copy()
     dy_carry = np.zeros((B, H), dtype=hs.dtype)    # output gradient repeated over masked steps
     dh_rec = np.empty((B, H), dtype=hs.dtype)
@@ -91,20 +92,26 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
     return dx, dh
 
 
-def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False):
-    """Simple RNN forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved)."""
+def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None):
+    """Simple RNN forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved).
+
+    ``workspace``: see :func:`minirnn.kernels.lstm.forward`."""
     (h0,) = states0
-    y, hs, x_tm = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask,
-                                 small_products_in_blas())
-    saved = (mask, x_tm, kernel, recurrent_kernel, hs, zero_output_for_mask)
+    B, T, D = x.shape
+    H = h0.shape[1]
+    x_tm, xw, hs = scratch(workspace, "forward", x.dtype, (T, B, D), (T, B, H), (T + 1, B, H))
+    y = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask,
+                      small_products_in_blas(), x_tm, xw, hs)
+    saved = (mask, x_tm, kernel, recurrent_kernel, hs, zero_output_for_mask, workspace)
     return y, (hs[x.shape[1]].copy(),), saved
 
 
 def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
     """Simple RNN BPTT: adds into dkernel, drecurrent_kernel, dbias; returns (dx or None, (dh0,))."""
-    mask, x_tm, W, U, hs, zero_output_for_mask = saved
+    mask, x_tm, W, U, hs, zero_output_for_mask, workspace = saved
     check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, (W.shape[1],))
     (dh_T,) = dstates_T
+    (da,) = scratch(workspace, "backward", hs.dtype, hs[1:].shape)
     dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
-                             dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas())
+                             dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas(), da)
     return (dx if need_dx else None), (dh0,)

@@ -81,6 +81,7 @@ class _Recurrent:
         self.kernel = self.recurrent_kernel = self.bias = None
         self.grads = None
         self._saved = None
+        self._workspace = kernels.Workspace()   # scratch reused by training steps (kernels.workspace)
 
     # ---- weights -------------------------------------------------------------------------
 
@@ -223,8 +224,11 @@ class _Recurrent:
         if not self.built:                         # only once the whole call is known to be valid
             self.build(D, x.dtype)
         forward, _ = kernels.load(self.cell, self.backend)
+        # a training forward reuses the layer's scratch (what the last one saved was dropped above);
+        # inference allocates afresh, so several threads may predict with one layer at once
         y, states, saved = forward(x, mask, states0, self.kernel, self.recurrent_kernel, self.bias,
-                                   self.zero_output_for_mask, **self._cell_options())
+                                   self.zero_output_for_mask, workspace=self._workspace if training else None,
+                                   **self._cell_options())
         self._saved = (saved, y.shape, x.shape) if training else None
         out = y if self.return_sequences else np.ascontiguousarray(y[:, -1])
         return [out, *states] if self.return_state else out

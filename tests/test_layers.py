@@ -365,3 +365,77 @@ def test_kernel_calls_from_several_python_threads_agree_with_serial_calls():
     for k, x in enumerate(xs):
         for got in results[k]:
             np.testing.assert_array_equal(got, expected[k])
+
+
+def _poison(workspace):
+    """Fill every buffer of a layer's workspace (row blocks included) with NaN; return the bytes."""
+    filled = 0
+    for buf in workspace._buffers.values():
+        buf.fill(np.nan)
+        filled += buf.nbytes
+    return filled + sum(_poison(block) for block in workspace._blocks)
+
+
+@pytest.mark.parametrize("cls,opts,G", LAYERS, ids=IDS)
+def test_training_steps_reuse_scratch_and_nothing_leaks_between_steps(cls, opts, G):
+    # training steps reuse the layer's workspace: fill it with NaN between steps, change the batch
+    # (and so the row-block split) and the length, put gaps in the mask: each step must give exactly
+    # what a new layer with the same weights gives
+    rng = np.random.default_rng(11)
+    layer = cls(5, return_sequences=True, **opts)
+    for B, T in ((32, 6), (32, 6), (3, 9), (40, 4), (32, 6)):
+        x = rng.standard_normal((B, T, 3)).astype(np.float32)
+        mask = rng.random((B, T)) < 0.6
+        dy = rng.standard_normal((B, T, 5)).astype(np.float32)
+        if layer.built:
+            assert _poison(layer._workspace) > 0
+        layer.zero_grads()
+        y = layer.forward(x, mask=mask)
+        dx, dstates = layer.backward(dy)
+        new = cls(5, return_sequences=True, **opts)
+        new.set_weights(layer.get_weights())
+        np.testing.assert_array_equal(new.forward(x, mask=mask), y)
+        new_dx, new_dstates = new.backward(dy)
+        np.testing.assert_array_equal(new_dx, dx)
+        for got, want in zip(dstates + layer.grads, new_dstates + new.grads):
+            assert np.all(np.isfinite(got))
+            np.testing.assert_array_equal(got, want)
+
+
+def test_inference_leaves_the_workspace_alone():
+    # inference allocates afresh (several threads may predict with one layer at once)
+    rng = np.random.default_rng(12)
+    x, other = (rng.standard_normal((32, 7, 3)).astype(np.float32) for _ in range(2))
+    layer = LSTM(4, seed=0)
+    layer.forward(x)
+    layer.backward(np.ones((32, 4), np.float32))
+    before = layer._workspace.nbytes()
+    assert _poison(layer._workspace) == before > 0
+    layer.forward(other, training=False)
+    assert layer._workspace.nbytes() == before
+    buffers = [buf for block in [layer._workspace, *layer._workspace._blocks] for buf in block._buffers.values()]
+    assert buffers and all(np.isnan(buf).all() for buf in buffers)     # untouched
+
+
+def test_scratch_arrays_are_aligned_disjoint_and_reused():
+    from minirnn.kernels.workspace import Workspace, scratch
+    shapes = ((3, 5), (7,), (2, 2, 2))
+    ws = Workspace()
+    first = scratch(ws, "forward", np.float32, *shapes)
+    assert [a.shape for a in first] == list(shapes)
+    for k, a in enumerate(first):
+        assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous
+        a.fill(k)
+    for k, a in enumerate(first):                  # no array overlaps another
+        assert np.all(a == k)
+    again = scratch(ws, "forward", np.float32, *shapes)
+    assert all(np.shares_memory(a, b) for a, b in zip(first, again))
+    assert not np.shares_memory(scratch(ws, "backward", np.float32, (3, 5))[0], first[0])
+    assert not np.shares_memory(scratch(None, "forward", np.float32, (3, 5))[0], first[0])
+    big = scratch(ws, "forward", np.float32, (100, 100))[0]        # grows
+    assert not np.shares_memory(big, first[0])
+    assert np.shares_memory(scratch(ws, "forward", np.float32, (3, 5))[0], big)   # fits: reused
+    wide = scratch(ws, "forward", np.float64, (3, 5))[0]           # another dtype: a new buffer
+    assert wide.dtype == np.float64 and wide.ctypes.data % 64 == 0
+    assert not np.shares_memory(wide, big)
+    assert ws.nbytes() >= wide.nbytes + scratch(ws, "backward", np.float32, (3, 5))[0].nbytes
