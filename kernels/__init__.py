@@ -6,7 +6,7 @@ Numba kernel module (``simple_rnn``, ``lstm``, ``gru``) is first loaded through 
 Every cell exposes the same two functions, in the Numba modules and in :mod:`reference`::
 
     y, states_T, saved = forward(x, mask, states0, kernel, recurrent_kernel, bias,
-                                 zero_output_for_mask=False, workspace=None, **cell_options)
+                                 zero_output_for_mask=False, **cell_options, workspace=None)
     dx, dstates0 = backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias,
                             need_dx=True)
 
@@ -15,7 +15,8 @@ Arrays must be C-contiguous and share one float dtype (float32 or float64); the 
 ``minirnn.layers`` validates user input and prepares it. ``backward`` adds the parameter gradients
 into ``dkernel``, ``drecurrent_kernel`` and ``dbias`` (``+=``) and returns fresh arrays for the input
 and the initial states. ``workspace`` (a :class:`workspace.Workspace`, or None for fresh arrays)
-holds scratch that a layer's training steps reuse; see :mod:`minirnn.kernels.workspace`.
+holds scratch that a layer's training steps reuse; see :mod:`minirnn.kernels.workspace`. The CUDA
+modules (``*_cuda.py``) keep the same contract without it: their memory stays on the device.
 """
 
 import functools

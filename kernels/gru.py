@@ -269,7 +269,7 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
 
 
 def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
-            workspace=None, reset_after=True):
+            reset_after=True, workspace=None):
     """GRU forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved).
 
     bias is [2, 3H] when ``reset_after`` (TF2 default), else [3H]. ``workspace``: see

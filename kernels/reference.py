@@ -152,7 +152,7 @@ def lstm_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_
 # ---------------------------------------------------------------------------------------------
 
 def gru_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
-                workspace=None, reset_after=True):
+                reset_after=True, workspace=None):
     U = recurrent_kernel
     H = U.shape[0]
     bias_in = bias[0] if reset_after else bias
