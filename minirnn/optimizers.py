@@ -1,8 +1,8 @@
 """Optimizers: SGD, Momentum, Adagrad, Adam, RMSProp, Ftrl, with learning-rate schedules and clipping.
 
 The update rules are those of TF/Keras (legacy Keras optimizers, which TF's estimators used; TF1's
-MomentumOptimizer and ApplyFtrl), written once in ``minirnn.kernels.updates`` and compiled by Numba
-into one fused loop per tensor. Defaults are the Keras legacy ones (Adagrad lr 0.001 with initial
+MomentumOptimizer and ApplyFtrl), written once, element by element, in ``minirnn.kernels.updates``
+and run as one compiled loop per tensor (``minirnn.kernels.updates_cpu``; NumPy without Numba). Defaults are the Keras legacy ones (Adagrad lr 0.001 with initial
 accumulator 0.1 and epsilon 1e-7; Adam lr 0.001, 0.9, 0.999, 1e-7; ...). TF's estimators replace the
 learning rate of an optimizer given by name with 0.05 and clip each gradient tensor's norm at 5.0:
 :func:`get` does the same for names (``clipnorm=5.0``); TF1's ``gradient_clipping_norm`` is
@@ -69,8 +69,8 @@ class SparseRows:
 
 def _sum_squares(g):
     values = np.asarray(g.values if isinstance(g, SparseRows) else g)
-    if values.dtype in (np.float32, np.float64):   # what apply() passes: one compiled call
-        return float(updates.compiled("sum_squares")(np.ascontiguousarray(values).reshape(-1)))
+    if values.dtype.char in "fd":                  # float32/64, what apply() passes: one compiled call
+        return float(updates.compiled("sum_squares")(values.ravel()))
     return float(np.sum(np.square(values, dtype=np.float64)))
 
 
@@ -171,8 +171,8 @@ class Optimizer:
                 v.shape != p.shape or v.dtype != p.dtype for sl, p in zip(self._slots, params) for v in sl.values()):
             raise ValueError("apply: these parameters (or restored slots) do not match the ones this optimizer "
                              "was first applied to")
-        grads = [SparseRows(g.rows, np.asarray(g.values, dtype=p.dtype), g.shape) if isinstance(g, SparseRows)
-                 else np.asarray(g, dtype=p.dtype) for g, p in zip(grads, params)]
+        grads = [(g if g.values.dtype == p.dtype else SparseRows(g.rows, g.values.astype(p.dtype), g.shape))
+                 if isinstance(g, SparseRows) else np.asarray(g, dtype=p.dtype) for g, p in zip(grads, params)]
         if self.clipnorm is not None:
             grads = clip_by_norm(grads, self.clipnorm)
         if self.global_clipnorm is not None:

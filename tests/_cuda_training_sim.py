@@ -82,7 +82,7 @@ def test_update_kernels_match_the_host_rules(rule, slot_names, hyper, dtype):
     cast = [dtype(h) if isinstance(h, float) else h for h in hyper]
     for step in range(3):
         g = rng.standard_normal(n).astype(dtype)
-        updates.RULES[rule](w, g * dtype(0.5), *slots, *cast)            # the host rule, gradient halved
+        updates.in_place(rule)(w, g * dtype(0.5), *slots, *cast)          # the host rule, gradient halved
         updates_cuda.launch(rule, w_d, cuda.to_device(g), scales, 1, *slots_d, *cast)   # scales[1] = 0.5
     tol = 1e-12 if dtype == np.float64 else 2e-6
     np.testing.assert_allclose(w_d.copy_to_host(), w, rtol=tol, atol=tol)

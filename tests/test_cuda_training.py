@@ -17,7 +17,7 @@ from _cuda_subprocess import run_simulated
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA_KERNELS = ["cuda_common.py", "simple_rnn_cuda.py", "lstm_cuda.py", "gru_cuda.py", "updates_cuda.py"]
-CPU_KERNELS = ["simple_rnn.py", "lstm.py", "gru.py", "_jit.py", "updates.py", "reference.py", "__init__.py"]
+CPU_KERNELS = ["simple_rnn.py", "lstm.py", "gru.py", "_jit.py", "updates.py", "updates_cpu.py", "reference.py", "__init__.py"]
 
 
 def test_cuda_training_under_the_simulator(tmp_path):

@@ -80,6 +80,52 @@ def test_updates_match_the_formulas(name, hyper, dtype):
         np.testing.assert_allclose(p, e, rtol=tol, atol=tol)
 
 
+RULE_HYPER = {"sgd": [0.05], "momentum": [0.05, 0.9, False], "adagrad": [0.05, 1e-7],
+              "adam": [0.05, 0.9, 0.999, 1e-7], "rmsprop": [0.05, 0.9, 0.8, 1e-7, True],
+              "ftrl": [0.05, 0.5, 0.05, 0.1, 0.0]}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(RULE_HYPER))
+def test_compiled_loops_equal_the_numpy_rules(name, dtype):
+    """The compiled loop (updates_cpu) and the NumPy fallback run the same rule: equal results. A NaN
+    or inf gradient must reach the parameter in both (fastmath may turn an inf slot into NaN)."""
+    from minirnn.kernels import updates
+    rng = np.random.default_rng(3)
+    n = 1003                                             # not a multiple of any vector width
+    hyper = [dtype(h) if isinstance(h, float) else h for h in RULE_HYPER[name]]
+    runs = []
+    for update in (updates.compiled(name), updates.in_place(name)):
+        rng = np.random.default_rng(3)
+        w = rng.standard_normal(n).astype(dtype)
+        slots = [np.abs(rng.standard_normal(n)).astype(dtype) + dtype(0.1) for _ in range(updates.SLOTS[name])]
+        if name == "rmsprop":
+            slots[1][:] = 0                              # mg: keep ms - mg^2 positive
+        for step in range(3):
+            g = rng.standard_normal(n).astype(dtype)
+            g[:2] = [np.nan, np.inf]
+            with np.errstate(invalid="ignore"):
+                update(w, g, *slots, *hyper)
+        runs.append([w] + slots)
+    from minirnn.kernels import updates_cpu
+    assert updates.compiled(name) is updates_cpu.LOOPS[name]   # the first run was the compiled loop
+    tol = 1e-12 if dtype == np.float64 else 2e-5         # float32: Ftrl's n'^-p - n^-p cancels
+    for compiled, reference in zip(*runs):
+        assert compiled.dtype == dtype
+        np.testing.assert_array_equal(np.isfinite(compiled), np.isfinite(reference))
+        np.testing.assert_allclose(compiled[2:], reference[2:], rtol=tol, atol=tol)
+    nonfinite = ~np.isfinite(np.stack(runs[0]))         # [w and slots, n]: Ftrl keeps them in its slots
+    assert nonfinite[:, :2].any(axis=0).all() and not nonfinite[:, 2:].any()
+
+
+def test_sum_squares_compiled_equals_numpy():
+    from minirnn.kernels import updates
+    g = np.random.default_rng(0).standard_normal(5000).astype(np.float32) * 1e3
+    expected = float(np.sum(g.astype(np.float64) ** 2))
+    assert abs(updates.compiled("sum_squares")(g) - expected) <= 1e-12 * expected
+    assert abs(updates.sum_squares(g) - expected) <= 1e-12 * expected
+
+
 def test_compiled_rule_is_numba():
     from minirnn.kernels import updates
     O.Adam().apply([np.zeros(3)], [np.ones(3)])
