@@ -34,6 +34,7 @@ SMALL_STEP_FLOPS = 4e6       # an unsplit call below this per-step cost (2 B H G
 _controls = None
 _configured = None
 _active = 0
+_set_by_us = False           # the BLAS runs on a count blas_threads set, to be restored
 _blas_lock = threading.Lock()
 
 
@@ -121,7 +122,7 @@ def blas_threads(n):
     """Run the enclosed calls with ``n`` BLAS threads; the configured count is restored when the last
     overlapping call leaves (a count of active calls under a lock, so out-of-order exits from
     concurrent calls cannot leave the BLAS on the wrong setting)."""
-    global _active
+    global _active, _set_by_us
     controls = _blas_controls()
     if controls is None:
         yield
@@ -130,14 +131,16 @@ def blas_threads(n):
     with _blas_lock:
         if _active == 0 and n != configured:
             controls[1](n)
+            _set_by_us = True
         _active += 1
     try:
         yield
     finally:
         with _blas_lock:
             _active -= 1
-            if _active == 0 and controls[0]() != configured:
+            if _active == 0 and _set_by_us:
                 controls[1](configured)
+                _set_by_us = False
 
 
 class _Worker:
