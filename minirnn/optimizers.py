@@ -2,11 +2,12 @@
 
 The update rules are those of TF/Keras (legacy Keras optimizers, which TF's estimators used; TF1's
 MomentumOptimizer and ApplyFtrl), written once, element by element, in ``minirnn.kernels.updates``
-and run as one compiled loop per tensor (``minirnn.kernels.updates_cpu``; NumPy without Numba). Defaults are the Keras legacy ones (Adagrad lr 0.001 with initial
-accumulator 0.1 and epsilon 1e-7; Adam lr 0.001, 0.9, 0.999, 1e-7; ...). TF's estimators replace the
-learning rate of an optimizer given by name with 0.05 and clip each gradient tensor's norm at 5.0:
-:func:`get` does the same for names (``clipnorm=5.0``); TF1's ``gradient_clipping_norm`` is
-``global_clipnorm`` (clip by the global norm of all gradients).
+and run as one compiled loop per tensor (``minirnn.kernels.updates_cpu``; NumPy without Numba).
+Defaults are the Keras legacy ones (Adagrad lr 0.001 with initial accumulator 0.1 and epsilon 1e-7;
+Adam lr 0.001, 0.9, 0.999, 1e-7; ...). TF's estimators replace the learning rate of an optimizer
+given by name with 0.05 and clip each gradient tensor's norm at 5.0: :func:`get` does the same for
+names (``clipnorm=5.0``); TF1's ``gradient_clipping_norm`` is ``global_clipnorm`` (clip by the
+global norm of all gradients).
 
 Clipping, applied before the update:
 
@@ -69,7 +70,7 @@ class SparseRows:
 
 def _sum_squares(g):
     values = np.asarray(g.values if isinstance(g, SparseRows) else g)
-    if values.dtype.char in "fd":                  # float32/64, what apply() passes: one compiled call
+    if values.dtype.char in "fd" and values.dtype.isnative:   # what apply() passes: one compiled call
         return float(updates.compiled("sum_squares")(values.ravel()))
     return float(np.sum(np.square(values, dtype=np.float64)))
 

@@ -126,6 +126,14 @@ def test_sum_squares_compiled_equals_numpy():
     assert abs(updates.sum_squares(g) - expected) <= 1e-12 * expected
 
 
+def test_clipping_takes_any_float_array():
+    """Big-endian (e.g. read from a file) and non-contiguous gradients clip like native ones."""
+    native = np.array([[3.0, 0.0], [4.0, 0.0]])
+    for g in (native.astype(">f8"), native.astype(np.float32)[:, 0], native.T):
+        (clipped,) = O.clip_by_norm([g], 2.5)
+        np.testing.assert_allclose(np.linalg.norm(clipped), 2.5, rtol=1e-6)
+
+
 def test_compiled_rule_is_numba():
     from minirnn.kernels import updates
     O.Adam().apply([np.zeros(3)], [np.ones(3)])
