@@ -53,21 +53,22 @@ def default_backend():
     return "numba" if _numba_usable() else "numpy"
 
 
-def load(cell, backend=None):
+def load(cell, backend=None, split_rows=True):
     """Return ``(forward, backward)`` for ``cell`` ('simple_rnn', 'lstm', 'gru') on ``backend``.
 
     backend: 'numba' (compiled kernels, the default) or 'numpy' (the plain NumPy reference in
     :mod:`minirnn.kernels.reference`, slower, needs no compiler). The Numba functions are the cell
     module's, run through :mod:`minirnn.kernels._threads`, which splits large batches into row blocks
-    that run in parallel threads.
+    that run in parallel threads; ``split_rows=False`` gives the module's own functions, for a caller
+    that splits the batch itself (``_threads.split_rows``).
     """
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}: expected one of {CELLS}")
-    return _load(cell, default_backend() if backend is None else backend)
+    return _load(cell, default_backend() if backend is None else backend, split_rows)
 
 
 @functools.lru_cache(maxsize=None)
-def _load(cell, backend):
+def _load(cell, backend, split_rows):
     if backend == "numpy":
         from . import reference
         return getattr(reference, cell + "_forward"), getattr(reference, cell + "_backward")
@@ -77,6 +78,8 @@ def _load(cell, backend):
                               "use backend='numpy' for the pure-NumPy reference")
         from . import _threads
         module = importlib.import_module(f"{__name__}.{cell}")
+        if not split_rows:
+            return module.forward, module.backward
         return (functools.partial(_threads.forward, module.forward),
                 functools.partial(_threads.backward, module.backward))
     raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")

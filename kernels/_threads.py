@@ -117,6 +117,28 @@ def plan(B, step_flops, threads=None):
     return 1, (1 if step_flops < SMALL_STEP_FLOPS else threads)
 
 
+def _bounds(B, blocks):
+    return [B * k // blocks for k in range(blocks + 1)]
+
+
+def split_rows(B):
+    """Row-block bounds ``[0, ..., B]`` when ``plan`` splits a batch of B rows, else None.
+
+    For a caller that runs several kernel calls in each row block with :func:`run_blocks`
+    (``minirnn.model`` runs every layer of a stack there: one hand-off to the worker thread for the
+    forward and one for the backward, instead of one per layer each way). The bounds are those a
+    single call would use, so the results are bit for bit the same either way."""
+    blocks, _ = plan(B, 0.0)
+    return _bounds(B, blocks) if blocks >= 2 else None
+
+
+def run_blocks(fn, bounds):
+    """``fn(k, b0, b1)`` for each row block ``k`` (rows ``b0:b1``), the blocks in parallel threads on
+    one BLAS thread each; returns the results in block order (errors as :func:`_map`)."""
+    with blas_threads(1):
+        return _map(fn, bounds)
+
+
 @contextlib.contextmanager
 def blas_threads(n):
     """Run the enclosed calls with ``n`` BLAS threads; the configured count is restored when the last
@@ -162,10 +184,10 @@ class _Worker:
     def _run(self):
         while True:
             self.go.acquire()
-            fn, b0, b1 = self.job
+            fn, k, b0, b1 = self.job
             self.job = None
             try:
-                self.result, self.error = fn(b0, b1), None
+                self.result, self.error = fn(k, b0, b1), None
             except BaseException as error:       # handed to the caller, which re-raises it
                 self.result, self.error = None, error
             self.done.release()
@@ -176,24 +198,24 @@ _workers_lock = threading.Lock()     # one caller at a time uses the workers
 
 
 def _map(fn, bounds):
-    """fn(b0, b1) for consecutive row blocks; the calling thread runs the last block itself, the
+    """fn(k, b0, b1) for row block k, rows b0:b1, of consecutive row blocks; the calling thread runs the last block itself, the
     others run on minirnn's worker threads. Waits for every block, even when one fails, then raises
     the first error (the calling thread's own first). When another Python thread is using the
     workers, the blocks run one after another in the calling thread instead of waiting for them."""
     n = len(bounds) - 2
     if not _workers_lock.acquire(blocking=False):
-        return [fn(bounds[k], bounds[k + 1]) for k in range(n + 1)]
+        return [fn(k, bounds[k], bounds[k + 1]) for k in range(n + 1)]
     workers = []
     try:
         while len(_workers) < n:
             _workers.append(_Worker())
         workers = _workers[:n]
         for k, worker in enumerate(workers):
-            worker.job = (fn, bounds[k], bounds[k + 1])
+            worker.job = (fn, k, bounds[k], bounds[k + 1])
             worker.go.release()
         finished = 0
         try:
-            last = fn(bounds[-2], bounds[-1])
+            last = fn(n, bounds[-2], bounds[-1])
         finally:
             try:
                 for worker in workers:
@@ -239,12 +261,11 @@ def forward(cell_forward, x, mask, states0, kernel, recurrent_kernel, bias,
         if blocks == 1:
             return cell_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask,
                                 workspace=workspace, **cell_options)
-        bounds = [B * k // blocks for k in range(blocks + 1)]
-        spaces = [None if workspace is None else workspace.block(k) for k in range(blocks)]
-        index = {b0: k for k, b0 in enumerate(bounds[:-1])}
-        parts = _map(lambda b0, b1: cell_forward(x[b0:b1], mask[b0:b1], tuple(s[b0:b1] for s in states0),
-                                                 kernel, recurrent_kernel, bias, zero_output_for_mask,
-                                                 workspace=spaces[index[b0]], **cell_options), bounds)
+        bounds = _bounds(B, blocks)
+        parts = _map(lambda k, b0, b1: cell_forward(
+            x[b0:b1], mask[b0:b1], tuple(s[b0:b1] for s in states0), kernel, recurrent_kernel, bias,
+            zero_output_for_mask, workspace=None if workspace is None else workspace.block(k), **cell_options),
+            bounds)
     y = np.concatenate([p[0] for p in parts])
     states = tuple(np.concatenate([p[1][k] for p in parts]) for k in range(len(states0)))
     return y, states, RowBlocks(bounds, [p[2] for p in parts])
@@ -258,16 +279,14 @@ def backward(cell_backward, dy, dstates_T, saved, dkernel, drecurrent_kernel, db
         with blas_threads(per_block if blocks == 1 else available_threads()):
             return cell_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx)
 
-    def block(k):
-        b0, b1 = saved.bounds[k], saved.bounds[k + 1]
+    def block(k, b0, b1):
         grads = [np.zeros_like(dkernel), np.zeros_like(drecurrent_kernel), np.zeros_like(dbias)]
         dx, dstates0 = cell_backward(dy[b0:b1], tuple(d[b0:b1] for d in dstates_T), saved.saved[k],
                                      *grads, need_dx)
         return dx, dstates0, grads
 
-    index = {b0: k for k, b0 in enumerate(saved.bounds[:-1])}
     with blas_threads(1):
-        parts = _map(lambda b0, b1: block(index[b0]), saved.bounds)
+        parts = _map(block, saved.bounds)
     for _, _, grads in parts:        # fixed order: the sum does not depend on thread timing
         dkernel += grads[0]
         drecurrent_kernel += grads[1]

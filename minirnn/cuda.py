@@ -151,11 +151,10 @@ class DeviceModel:
 
     def _dropout(self, x, k, training):
         """The model's dropout (same generator, same draws as on the CPU), applied on the device."""
-        keep = self.model.keep
-        if not training or keep is None or keep[k] >= 1.0:
+        scale_host = self.model._dropout_scale(tuple(x.shape), k, training)
+        if scale_host is None:
             return x, None
         cc = self._cc
-        scale_host = (self.model.rng.random(tuple(x.shape)) < keep[k]).astype(self.dtype) / self.dtype.type(keep[k])
         scale = cc.to_device("dropout", scale_host)
         out = cc.empty(tuple(x.shape), self.dtype)
         cc.scale_into(out, x, scale)

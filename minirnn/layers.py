@@ -182,6 +182,32 @@ class _Recurrent:
             mask = mask.astype(bool)
         return np.ascontiguousarray(mask)
 
+    def _checked_input(self, x, mask=None, lengths=None):
+        """(x, mask) validated and prepared for a kernel call: x a C-contiguous [B, T, D] float array
+        of the layer's dtype, finite; mask [B, T] bool (from ``mask``, ``lengths`` or all valid)."""
+        x = _as_float_array("x", x, self.dtype)
+        if x.ndim != 3:
+            raise ValueError(f"x: expected shape [batch, time, features], got {x.shape}")
+        B, T, D = x.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"x: empty batch or sequence (shape {x.shape}); need batch >= 1 and time >= 1")
+        if self.built and D != self.input_dim:
+            raise ValueError(f"x: the layer was built for {self.input_dim} features, got {D}")
+        return x, self._prepare_mask(B, T, mask, lengths)
+
+    def _checked_states(self, B, initial_state, dtype):
+        """The initial states for a batch of B rows as a tuple of [B, units] arrays: zeros for None."""
+        if initial_state is None:
+            return tuple(np.zeros((B, self.units), dtype=dtype) for _ in range(self.n_states))
+        if len(initial_state) != self.n_states:
+            raise ValueError(f"initial_state: {type(self).__name__} has {self.n_states} state(s), "
+                             f"got {len(initial_state)}")
+        states0 = tuple(_as_float_array(f"initial_state[{k}]", s, dtype) for k, s in enumerate(initial_state))
+        for k, s in enumerate(states0):
+            if s.shape != (B, self.units):
+                raise ValueError(f"initial_state[{k}]: expected shape {(B, self.units)}, got {s.shape}")
+        return states0
+
     def forward(self, x, mask=None, initial_state=None, lengths=None, training=True):
         """Run the layer over a batch of sequences.
 
@@ -201,28 +227,10 @@ class _Recurrent:
         With ``return_state``, a list ``[output, *final_states]``.
         """
         self._saved = None
-        x = _as_float_array("x", x, self.dtype)
-        if x.ndim != 3:
-            raise ValueError(f"x: expected shape [batch, time, features], got {x.shape}")
-        B, T, D = x.shape
-        if B == 0 or T == 0:
-            raise ValueError(f"x: empty batch or sequence (shape {x.shape}); need batch >= 1 and time >= 1")
-        if self.built and D != self.input_dim:
-            raise ValueError(f"x: the layer was built for {self.input_dim} features, got {D}")
-        mask = self._prepare_mask(B, T, mask, lengths)
-        if initial_state is None:
-            states0 = tuple(np.zeros((B, self.units), dtype=x.dtype) for _ in range(self.n_states))
-        else:
-            if len(initial_state) != self.n_states:
-                raise ValueError(f"initial_state: {type(self).__name__} has {self.n_states} state(s), "
-                                 f"got {len(initial_state)}")
-            states0 = tuple(_as_float_array(f"initial_state[{k}]", s, x.dtype)
-                            for k, s in enumerate(initial_state))
-            for k, s in enumerate(states0):
-                if s.shape != (B, self.units):
-                    raise ValueError(f"initial_state[{k}]: expected shape {(B, self.units)}, got {s.shape}")
+        x, mask = self._checked_input(x, mask, lengths)
+        states0 = self._checked_states(x.shape[0], initial_state, x.dtype)
         if not self.built:                         # only once the whole call is known to be valid
-            self.build(D, x.dtype)
+            self.build(x.shape[2], x.dtype)
         forward, _ = kernels.load(self.cell, self.backend)
         # a training forward reuses the layer's scratch (what the last one saved was dropped above);
         # inference allocates afresh, so several threads may predict with one layer at once

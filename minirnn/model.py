@@ -18,6 +18,7 @@ Parameters are named like TF's variables (``rnn_model/rnn/stacked_rnn_cells/lstm
 
 import numpy as np
 
+from . import kernels
 from .layers import GRU, LSTM, SimpleRNN, glorot_uniform
 
 CELLS = {"simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
@@ -153,6 +154,9 @@ class RNNModel:
         return out + self._logits_grads
 
     def zero_grads(self):
+        """Reset the accumulated gradients to zero (nothing to do before the model is built)."""
+        if not self.built:
+            return
         for layer in self.layers:
             layer.zero_grads()
         for g in self._logits_grads:
@@ -175,12 +179,12 @@ class RNNModel:
 
     # ---- forward / backward -------------------------------------------------------------------
 
-    def _dropout(self, x, k, training):
+    def _dropout_scale(self, shape, k, training):
+        """The inverted-dropout scale for dropout ``k`` on an input of ``shape``, or None (no dropout)."""
         if not training or self.keep is None or self.keep[k] >= 1.0:
-            return x, None
+            return None
         keep = self.keep[k]
-        scale = (self.rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
-        return x * scale, scale
+        return (self.rng.random(shape) < keep).astype(self.dtype) / self.dtype.type(keep)
 
     def checked_inputs(self, sequence, mask, context=None, initial_states=None):
         """Validate one batch for :meth:`forward`: -> (sequence, context, (B, T, Ds, Dc)), with errors
@@ -221,26 +225,120 @@ class RNNModel:
         if not self.built:                 # only once the call is known to be valid
             self.build(Ds, Dc)
         x = tile_context(sequence, context)
-        scales, self.final_states = [], []
-        for k, layer in enumerate(self.layers):
-            x, scale = self._dropout(x, k, training)
-            scales.append(scale)
-            x, *states = layer.forward(x, mask=mask, training=training,
-                                       initial_state=None if initial_states is None else initial_states[k])
-            self.final_states.append(states)
-        h = x if self.return_sequences else x[:, -1]     # [B, T, H] or the last valid output [B, H]
-        h, scale = self._dropout(np.ascontiguousarray(h), len(self.layers), training)
-        scales.append(scale)
+        bounds = self._stack_row_blocks(B)
+        if bounds is not None:
+            widths = [sum(self.input_dims)] + self.units         # each dropout's input width
+            scales = [self._dropout_scale((B, T, widths[k]), k, training) for k in range(len(self.layers))]
+            scales.append(self._dropout_scale((B, T, widths[-1]) if self.return_sequences else (B, widths[-1]),
+                                              len(self.layers), training))
+            h, self.final_states = self._forward_blocks(x, mask, scales, initial_states, training, bounds)
+        else:
+            scales, self.final_states = [], []
+            for k, layer in enumerate(self.layers):
+                scales.append(self._dropout_scale(x.shape, k, training))
+                if scales[k] is not None:
+                    x = x * scales[k]
+                x, *states = layer.forward(x, mask=mask, training=training,
+                                           initial_state=None if initial_states is None else initial_states[k])
+                self.final_states.append(states)
+            h = x if self.return_sequences else np.ascontiguousarray(x[:, -1])  # [B, T, H] or each row's last valid output
+            scales.append(self._dropout_scale(h.shape, len(self.layers), training))
+        if scales[-1] is not None:
+            h = h * scales[-1]
         logits = h @ self.logits_kernel + self.logits_bias
-        self._cache = (h, scales, (B, T, Ds, Dc), mask) if training else None
+        self._cache = (h, scales, (B, T, Ds, Dc), bounds) if training else None
         return logits
+
+    # Run a split batch through the whole stack in each row block (below) rather than splitting each
+    # layer's kernel call on its own. Both give the same numbers bit for bit; False is kept for
+    # comparisons (benchmarks/bench_row_blocks.py) and the tests that check that.
+    stack_row_blocks = True
+
+    def _stack_row_blocks(self, B):
+        """Row-block bounds for :meth:`_forward_blocks`, or None to run layer by layer (a batch too small
+        to split, one thread, the NumPy backend)."""
+        if not self.stack_row_blocks or any((layer.backend or kernels.default_backend()) != "numba"
+                                            for layer in self.layers):
+            return None
+        from .kernels import _threads
+        return _threads.split_rows(B)
+
+    def _forward_blocks(self, x, mask, scales, initial_states, training, bounds):
+        """The recurrent layers on row blocks of the batch, in parallel threads, each block running every
+        layer: one hand-off to the worker thread for the whole stack, where layer-by-layer calls hand
+        off once per layer and join the blocks between layers (0.90x the time of the estimator
+        benchmark's 2-layer LSTM; ``benchmarks/bench_row_blocks.py``). The blocks are the ones each
+        layer's call would use, and the dropout scales are drawn for the whole batch first, so the
+        results are bit for bit those of the layer-by-layer path. -> (h, final_states), as forward."""
+        from .kernels import _threads
+        x, mask = self.layers[0]._checked_input(x, mask)
+        B = x.shape[0]
+        states0 = [layer._checked_states(B, None if initial_states is None else initial_states[k], self.dtype)
+                   for k, layer in enumerate(self.layers)]
+        calls = [(kernels.load(layer.cell, "numba", split_rows=False)[0], layer._cell_options())
+                 for layer in self.layers]
+        for layer in self.layers:
+            layer._saved = None            # a training forward overwrites the layers' workspaces
+
+        def block(k, b0, b1):
+            y, finals, saved = x[b0:b1], [], []
+            for layer, scale, s0, (forward, options) in zip(self.layers, scales, states0, calls):
+                if scale is not None:
+                    y = y * scale[b0:b1]
+                y, states, kept = forward(y, mask[b0:b1], tuple(s[b0:b1] for s in s0), layer.kernel,
+                                          layer.recurrent_kernel, layer.bias, layer.zero_output_for_mask,
+                                          workspace=layer._workspace.block(k) if training else None, **options)
+                finals.append(states)
+                saved.append(kept)
+            return (y if self.return_sequences else y[:, -1]), finals, saved
+
+        parts = _threads.run_blocks(block, bounds)
+        h = np.concatenate([p[0] for p in parts])
+        final_states = [[np.concatenate([p[1][i][s] for p in parts]) for s in range(layer.n_states)]
+                        for i, layer in enumerate(self.layers)]
+        if training:                       # what each layer's own split call would have saved
+            T, D = x.shape[1:]
+            for i, layer in enumerate(self.layers):
+                layer._saved = (_threads.RowBlocks(bounds, [p[2][i] for p in parts]), (B, T, layer.units), (B, T, D))
+                D = layer.units
+        return h, final_states
+
+    def _backward_blocks(self, d_h, scales, T, need_input_grad, bounds):
+        """Backward of :meth:`_forward_blocks`, block by block; the blocks' weight gradients are summed in
+        block order, as a layer's own split call does. -> the input gradient or None."""
+        from .kernels import _threads
+        calls = [kernels.load(layer.cell, "numba", split_rows=False)[1] for layer in self.layers]
+
+        def block(k, b0, b1):
+            if self.return_sequences:
+                dy = d_h[b0:b1]
+            else:                          # the last layer returned y[:, -1]
+                dy = np.zeros((b1 - b0, T, d_h.shape[-1]), dtype=self.dtype)
+                dy[:, -1] = d_h[b0:b1]
+            grads = [None] * len(self.layers)
+            for idx in range(len(self.layers) - 1, -1, -1):
+                layer = self.layers[idx]
+                grads[idx] = [np.zeros_like(g) for g in layer.grads]
+                d_states = tuple(np.zeros((b1 - b0, layer.units), dtype=self.dtype) for _ in range(layer.n_states))
+                dy, _ = calls[idx](dy, d_states, layer._saved[0].saved[k], *grads[idx],
+                                   need_dx=idx > 0 or need_input_grad)
+                if dy is not None and scales[idx] is not None:
+                    dy = dy * scales[idx][b0:b1]
+            return dy, grads
+
+        parts = _threads.run_blocks(block, bounds)
+        for _, grads in parts:             # fixed block order: the sums repeat bit for bit
+            for layer, block_grads in zip(self.layers, grads):
+                for g, g_block in zip(layer.grads, block_grads):
+                    g += g_block
+        return np.concatenate([p[0] for p in parts]) if need_input_grad else None
 
     def backward(self, d_logits, need_input_grad=False):
         """Backprop ``d_logits`` through the last training ``forward``; gradients accumulate in
         :meth:`grads`. Returns (d_sequence, d_context) when ``need_input_grad``, else (None, None)."""
         if self._cache is None:
             raise RuntimeError("backward needs a preceding forward(..., training=True)")
-        h, scales, (B, T, Ds, Dc), mask = self._cache
+        h, scales, (B, T, Ds, Dc), bounds = self._cache
         expected = h.shape[:-1] + (self.logits_dimension,)
         if np.shape(d_logits) != expected:
             raise ValueError(f"d_logits: expected shape {expected}, got {np.shape(d_logits)}")
@@ -252,15 +350,17 @@ class RNNModel:
         d_h = d_logits @ self.logits_kernel.T
         if scales[-1] is not None:
             d_h = d_h * scales[-1]
-        if not self.return_sequences:                    # the last layer returned y[:, -1]
-            d_seq = np.zeros((B, T, h.shape[-1]), dtype=self.dtype)
-            d_seq[:, -1] = d_h
-            d_h = d_seq
-        for idx in range(len(self.layers) - 1, -1, -1):
-            first = idx == 0
-            d_h, _ = self.layers[idx].backward(d_h, need_input_grad=not first or need_input_grad)
-            if d_h is not None and scales[idx] is not None:
-                d_h = d_h * scales[idx]
+        if bounds is not None:
+            d_h = self._backward_blocks(d_h, scales, T, need_input_grad, bounds)
+        else:
+            if not self.return_sequences:                # the last layer returned y[:, -1]
+                d_seq = np.zeros((B, T, h.shape[-1]), dtype=self.dtype)
+                d_seq[:, -1] = d_h
+                d_h = d_seq
+            for idx in range(len(self.layers) - 1, -1, -1):
+                d_h, _ = self.layers[idx].backward(d_h, need_input_grad=idx > 0 or need_input_grad)
+                if d_h is not None and scales[idx] is not None:
+                    d_h = d_h * scales[idx]
         if not need_input_grad:
             return None, None
         d_context = d_h[:, :, Ds:].sum(axis=1) if Dc else None

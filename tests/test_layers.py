@@ -331,7 +331,7 @@ def test_row_blocks_wait_for_every_block_then_raise_the_first_error():
     from minirnn.kernels import _threads
     ran = []
 
-    def block(b0, b1):
+    def block(k, b0, b1):
         ran.append(b0)
         if b0 == 0:                                      # a worker's block fails
             raise FloatingPointError("block 0")
@@ -340,7 +340,7 @@ def test_row_blocks_wait_for_every_block_then_raise_the_first_error():
     with pytest.raises(FloatingPointError, match="block 0"):
         _threads._map(block, [0, 4, 8, 12])
     assert sorted(ran) == [0, 4, 8]
-    assert _threads._map(lambda b0, b1: (b0, b1), [0, 4, 8, 12]) == [(0, 4), (4, 8), (8, 12)]
+    assert _threads._map(lambda k, b0, b1: (k, b0, b1), [0, 4, 8, 12]) == [(0, 0, 4), (1, 4, 8), (2, 8, 12)]
 
 
 def test_kernel_calls_from_several_python_threads_agree_with_serial_calls():

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from _numeric import central_difference
 
 from minirnn import optimizers as O
@@ -39,6 +41,80 @@ def test_end_to_end_gradients_match_central_differences(cell, opts, return_seque
     checks += [("sequence", seq, d_seq), ("context", ctx, d_ctx)]
     for name, arr, analytic in checks:
         np.testing.assert_allclose(analytic, central_difference(loss, arr), rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+STACKS = [(["lstm", "lstm"], [{}, {}]), (["gru", "gru"], [{"reset_after": True}, {"reset_after": False}]),
+          (["simple_rnn", "lstm", "gru"], [{}, {"unit_forget_bias": False}, {}])]
+
+
+@pytest.mark.parametrize("cells,opts", STACKS, ids=["lstm", "gru_both_forms", "mixed3"])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(2, 11), T=st.integers(1, 6), threads=st.integers(2, 3), dtype=st.sampled_from(["float32", "float64"]),
+       return_sequences=st.booleans(), dropout=st.booleans(), with_states=st.booleans(), seed=st.integers(0, 2**31))
+def test_stack_in_row_blocks_equals_layer_by_layer_bit_for_bit(cells, opts, B, T, threads, dtype, return_sequences,
+                                                               dropout, with_states, seed):
+    """A split batch runs every layer of the stack in each row block (one hand-off per direction);
+    force the split on small batches and compare with each layer's call split on its own."""
+    from unittest import mock
+    from minirnn.kernels import _threads
+    if _threads._blas_controls() is None:
+        pytest.skip("this BLAS exposes no thread control: batches are never split")
+    rng = np.random.default_rng(seed)
+    units = [5, 3, 4][:len(cells)]
+    seq, ctx = rng.standard_normal((B, T, 2)).astype(dtype), rng.standard_normal((B, 1)).astype(dtype)
+    mask = rng.random((B, T)) < 0.7                      # gaps, and rows with no valid step
+    states = [[rng.standard_normal((B, u)).astype(dtype) for _ in range(2 if c == "lstm" else 1)]
+              for c, u in zip(cells, units)] if with_states else None
+    d_logits = rng.standard_normal((B, T, 2) if return_sequences else (B, 2)).astype(dtype)
+
+    def run(whole_stack):
+        model = RNNModel(units, cell_type=cells, cell_options=opts, logits_dimension=2, dtype=dtype, seed=seed,
+                         return_sequences=return_sequences,
+                         dropout_keep_probabilities=[0.8] * (len(units) + 1) if dropout else None)
+        model.stack_row_blocks = whole_stack
+        model.build(2, 1)
+        out = []
+        for step in range(2):                            # the second step reuses the workspaces
+            model.zero_grads()
+            out.append(model.forward(seq, mask, ctx, training=True, initial_states=states))
+            out += [s for layer in model.final_states for s in layer]
+            assert (model._cache[3] is not None) == whole_stack          # the path under test ran
+            out += list(model.backward(d_logits, need_input_grad=step == 1)) + [g.copy() for g in model.grads()]
+        out.append(model.forward(seq, mask, ctx, initial_states=states))   # inference
+        return out
+
+    with mock.patch.object(_threads, "MIN_ROWS", 1), mock.patch.object(_threads, "available_threads", lambda: threads):
+        assert _threads.split_rows(B) == [B * k // min(threads, B) for k in range(min(threads, B) + 1)]
+        blocks, layers = run(True), run(False)
+    assert len(blocks) == len(layers)
+    for a, b in zip(blocks, layers):
+        if a is None:
+            assert b is None
+        else:
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+
+
+def test_stack_in_row_blocks_validates_like_layer_by_layer():
+    from unittest import mock
+    from minirnn.kernels import _threads
+    if _threads._blas_controls() is None:
+        pytest.skip("this BLAS exposes no thread control: batches are never split")
+    model = RNNModel([4, 3], cell_type="lstm", seed=0)
+    seq = np.ones((4, 3, 2), np.float32)
+    with mock.patch.object(_threads, "MIN_ROWS", 1), mock.patch.object(_threads, "available_threads", lambda: 2):
+        assert _threads.split_rows(4) == [0, 2, 4]
+        bad = seq.copy()
+        bad[1, 2, 0] = np.nan
+        with pytest.raises(ValueError, match="contains NaN or inf"):
+            model.forward(bad, None, training=True)
+        states = [[np.zeros((4, 4), np.float32)] * 2, [np.zeros((4, 2), np.float32)] * 2]
+        with pytest.raises(ValueError, match=r"initial_state\[0\]: expected shape \(4, 3\)"):
+            model.forward(seq, None, training=True, initial_states=states)
+        with pytest.raises(ValueError, match="mask: expected booleans"):
+            model.forward(seq, np.full((4, 3), 2), training=True)
+        model.forward(seq, np.ones((4, 3), int), training=True)          # 0/1 masks are accepted
+        assert isinstance(model.layers[1]._saved[0], _threads.RowBlocks)
 
 
 def test_names_shapes_and_initialisation_like_tf():
@@ -89,8 +165,8 @@ def test_dropout_only_in_training_and_scaled():
     x = np.ones((200, 1, 4))
     a, b = model.forward(x, None), model.forward(x, None)
     np.testing.assert_array_equal(a, b)                                  # inference: no dropout
-    dropped, scale = model._dropout(x, 0, True)
-    assert set(np.unique(scale)) == {0.0, 2.0} and abs(dropped.mean() - 1.0) < 0.1
+    scale = model._dropout_scale(x.shape, 0, True)
+    assert set(np.unique(scale)) == {0.0, 2.0} and abs((x * scale).mean() - 1.0) < 0.1
     trained = [model.forward(x, None, training=True) for _ in range(2)]
     assert not np.allclose(trained[0], a) and not np.allclose(trained[0], trained[1])   # masks drawn per call
 
