@@ -128,6 +128,8 @@ class IdentityColumn(CategoricalColumn):
         if values.dtype.kind not in "iu":
             raise TypeError(f"feature {self.key!r}: identity ids must be integers, got dtype {values.dtype}")
         ids = values.astype(np.int64)
+        if ids.size == 0 or (ids.min() >= 0 and ids.max() < self.num_buckets):   # the usual case: cheap
+            return ids
         bad = (ids < 0) | (ids >= self.num_buckets)
         if np.any(bad):
             if self.default_value is None:

@@ -116,15 +116,20 @@ class _Embeddings:
         saved = ("combined", safe, present, coef, scale, table[safe] if scale is not None else None)
         return out.astype(self.dtype), saved
 
-    def lookup_one(self, column, positions, ids, out):
-        """One id per output row, no weights: out[positions] = the table rows of ids [N] (ids >= 0);
-        out [R, dimension], its other rows are left as they are. Returns saved.
+    def lookup_one(self, column, positions, ids, out, start):
+        """One id per output row, no weights: out[positions, start:start + dimension] = the table rows
+        of ids [N] (ids >= 0); out [R, width] C-contiguous, its other values are left as they are.
+        Returns saved.
 
         A combiner over a single id is the identity (mean and sqrtn divide by 1), so the table rows
         are gathered directly, without the combiner's weights."""
         raw = np.take(self.tables[column.name], ids, axis=0)            # [N, dim]
         vectors, scale = self._clip(column, raw)
-        out[positions] = vectors
+        if _numba_usable():
+            from minirnn.kernels.embedding import scatter_rows
+            scatter_rows(np.ascontiguousarray(vectors), positions.astype(np.int64, copy=False), out, start)
+        else:
+            out[positions, start:start + column.dimension] = vectors
         return ("one", ids, positions, scale, raw if scale is not None else None)
 
     def backward(self, column, d_out):
@@ -161,13 +166,17 @@ class _Embeddings:
             starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
             rows = sorted_ids[starts]
             values = np.add.reduceat(d_vec[order], starts, axis=0).astype(self.dtype, copy=False)
-        return SparseRows(rows, values, self.tables[column.name].shape)
+        return SparseRows._distinct(rows.astype(np.int64, copy=False), values, self.tables[column.name].shape)
+
+
+def _numba_usable():
+    from minirnn import kernels
+    return kernels._numba_usable()
 
 
 def _dense_slots_per_id():
     """How many table rows per looked-up id the compiled gradient sum may allocate (0 without Numba)."""
-    from minirnn import kernels
-    if not kernels._numba_usable():
+    if not _numba_usable():
         return 0
     from minirnn.kernels.embedding import DENSE_SLOTS_PER_ID
     return DENSE_SLOTS_PER_ID
@@ -237,8 +246,11 @@ class SequenceFeatures(_FeatureLayer):
             return present[..., None], ids[ids >= 0], step_mask
         values, present, step_mask = parse_sequence(c.key, raw, 1, True, lengths_in, mask_in)
         ids = c.categorical.ids(values[present]) if present.any() else np.zeros(0, dtype=np.int64)
-        present[present] = ids >= 0
-        return present, ids[ids >= 0], step_mask
+        found = ids >= 0
+        if found.all():                         # the usual case: every value has an id
+            return present, ids, step_mask
+        present[present] = found
+        return present, ids[found], step_mask
 
     def forward(self, features):
         mask_in, lengths_in = self._batch_mask(features)
@@ -266,8 +278,7 @@ class SequenceFeatures(_FeatureLayer):
                 x[..., start:end] = np.where(present, values, fill)
             elif isinstance(c, fc.EmbeddingColumn) and present.shape[-1] == 1:
                 steps = np.flatnonzero(present)              # the steps (rows of x as [B * T, Ds]) with an id
-                out = x.reshape(-1, self.output_dim)[:, start:end]
-                saved[c.name] = self.embeddings.lookup_one(c, steps, ids, out)
+                saved[c.name] = self.embeddings.lookup_one(c, steps, ids, x.reshape(-1, self.output_dim), start)
             elif isinstance(c, fc.EmbeddingColumn):
                 padded = np.full(present.shape, -1, dtype=np.int64)
                 padded[present] = ids

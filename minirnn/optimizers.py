@@ -59,8 +59,16 @@ class SparseRows:
         if not increasing and len(np.unique(self.rows)) != len(self.rows):
             raise ValueError("SparseRows: rows must be distinct")
 
+    @classmethod
+    def _distinct(cls, rows, values, shape):
+        """A SparseRows from arrays minirnn made itself (int64 rows, distinct and within ``shape``,
+        values of matching shape), without the checks of the constructor."""
+        self = cls.__new__(cls)
+        self.rows, self.values, self.shape = rows, values, tuple(shape)
+        return self
+
     def scaled(self, factor):
-        return SparseRows(self.rows, self.values * factor, self.shape)
+        return SparseRows._distinct(self.rows, self.values * factor, self.shape)
 
     def to_dense(self):
         dense = np.zeros(self.shape, dtype=self.values.dtype)

@@ -357,6 +357,41 @@ def test_hdf5_input_fn_streams_batches(tmp_path):
 
 
 @settings(max_examples=30, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(1, 6), seed=st.integers(0, 2**31), max_norm=st.sampled_from([None, 0.3]),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_one_id_per_step_lookup_compiled_equals_numpy(B, T, seed, max_norm, dtype):
+    """One id per step: the looked-up rows are written into x by a compiled loop (or NumPy without
+    Numba), here into the middle of x (a numeric column before, a second embedding after), with
+    padding and gaps; both equal a plain-Python oracle."""
+    from unittest import mock
+    from minirnn import features as F
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(-1, 5, (B, T))                                  # -1: padding (at the end) or a gap
+    num = rng.standard_normal((B, T))
+    columns = [fc.sequence_numeric_column("a"),
+               fc.embedding_column(fc.sequence_categorical_column_with_identity("b", 5), 3, max_norm=max_norm),
+               fc.embedding_column(fc.sequence_categorical_column_with_identity("c", 5), 2)]
+    layer = SequenceFeatures(columns, seed=seed % 1000, dtype=dtype)
+    features = {"a": num, "b": ids, "c": np.where(ids >= 0, 4 - ids, -1), "sequence_length": np.full(B, T)}
+    outs = []
+    for usable in (True, False):
+        with mock.patch.object(F, "_numba_usable", lambda: usable):
+            outs.append(layer.forward(features)[0])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    table_b, table_c = (layer.embeddings.tables[c.name].astype(np.float64) for c in columns[1:])
+    for b in range(B):
+        for t in range(T):
+            expected = np.zeros(6)
+            expected[0] = num[b, t]
+            if ids[b, t] >= 0:
+                row = table_b[ids[b, t]]
+                if max_norm is not None:
+                    row = row * min(1.0, max_norm / np.linalg.norm(row))
+                expected[1:4], expected[4:6] = row, table_c[4 - ids[b, t]]
+            np.testing.assert_allclose(outs[0][b, t], expected, rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=30, deadline=None)
 @given(B=st.integers(1, 4), T=st.integers(1, 6), vocab=st.integers(1, 300), seed=st.integers(0, 2**31))
 def test_embedding_gradient_sum_paths_agree(B, T, vocab, seed):
     """Repeated ids are summed by a compiled pass (small tables) or by sorting (large ones): same rows,
