@@ -257,9 +257,14 @@ class RNNModel:
     def _stack_row_blocks(self, B):
         """Row-block bounds for :meth:`_forward_blocks`, or None to run layer by layer (a batch too small
         to split, one thread, the NumPy backend)."""
-        if not self.stack_row_blocks or any((layer.backend or kernels.default_backend()) != "numba"
-                                            for layer in self.layers):
+        if not self.stack_row_blocks:
             return None
+        default = None
+        for layer in self.layers:
+            if layer.backend is None and default is None:
+                default = kernels.default_backend()
+            if (layer.backend or default) != "numba":
+                return None
         from .kernels import _threads
         return _threads.split_rows(B)
 

@@ -1,5 +1,7 @@
 """The layer graph: end-to-end gradients, determinism, names, and learning real (synthetic) tasks."""
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -115,6 +117,10 @@ def test_stack_in_row_blocks_validates_like_layer_by_layer():
             model.forward(seq, np.full((4, 3), 2), training=True)
         model.forward(seq, np.ones((4, 3), int), training=True)          # 0/1 masks are accepted
         assert isinstance(model.layers[1]._saved[0], _threads.RowBlocks)
+        assert RNNModel([4, 3], backend="numpy")._stack_row_blocks(4) is None   # the reference runs unsplit
+        with mock.patch.dict(os.environ, {"MINIRNN_BACKEND": "numpy"}):
+            assert model._stack_row_blocks(4) is None
+        assert model._stack_row_blocks(4) == [0, 2, 4]
 
 
 def test_names_shapes_and_initialisation_like_tf():
