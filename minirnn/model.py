@@ -227,11 +227,7 @@ class RNNModel:
         x = tile_context(sequence, context)
         bounds = self._stack_row_blocks(B)
         if bounds is not None:
-            widths = [sum(self.input_dims)] + self.units         # each dropout's input width
-            scales = [self._dropout_scale((B, T, widths[k]), k, training) for k in range(len(self.layers))]
-            scales.append(self._dropout_scale((B, T, widths[-1]) if self.return_sequences else (B, widths[-1]),
-                                              len(self.layers), training))
-            h, self.final_states = self._forward_blocks(x, mask, scales, initial_states, training, bounds)
+            h, self.final_states, scales = self._forward_blocks(x, mask, initial_states, training, bounds)
         else:
             scales, self.final_states = [], []
             for k, layer in enumerate(self.layers):
@@ -268,18 +264,23 @@ class RNNModel:
         from .kernels import _threads
         return _threads.split_rows(B)
 
-    def _forward_blocks(self, x, mask, scales, initial_states, training, bounds):
+    def _forward_blocks(self, x, mask, initial_states, training, bounds):
         """The recurrent layers on row blocks of the batch, in parallel threads, each block running every
         layer: one hand-off to the worker thread for the whole stack, where layer-by-layer calls hand
-        off once per layer and join the blocks between layers (0.90x the time of the estimator
-        benchmark's 2-layer LSTM; ``benchmarks/bench_row_blocks.py``). The blocks are the ones each
-        layer's call would use, and the dropout scales are drawn for the whole batch first, so the
-        results are bit for bit those of the layer-by-layer path. -> (h, final_states), as forward."""
+        off once per layer, join the blocks between layers and check each layer's input again (the
+        estimator benchmark's 2-layer LSTM forward + backward in 0.78-0.85x the time;
+        ``benchmarks/bench_row_blocks.py``). The blocks are the ones each layer's call would use, and
+        the dropout scales are drawn for the whole batch first, in the same order, so the results are
+        bit for bit those of the layer-by-layer path. -> (h, final_states, dropout scales)."""
         from .kernels import _threads
         x, mask = self.layers[0]._checked_input(x, mask)
-        B = x.shape[0]
+        B, T, _ = x.shape
         states0 = [layer._checked_states(B, None if initial_states is None else initial_states[k], self.dtype)
                    for k, layer in enumerate(self.layers)]
+        widths = [x.shape[2]] + self.units                     # each dropout's input width
+        scales = [self._dropout_scale((B, T, widths[k]), k, training) for k in range(len(self.layers))]
+        scales.append(self._dropout_scale((B, T, widths[-1]) if self.return_sequences else (B, widths[-1]),
+                                          len(self.layers), training))
         calls = [(kernels.load(layer.cell, "numba", split_rows=False)[0], layer._cell_options())
                  for layer in self.layers]
         for layer in self.layers:
@@ -302,11 +303,10 @@ class RNNModel:
         final_states = [[np.concatenate([p[1][i][s] for p in parts]) for s in range(layer.n_states)]
                         for i, layer in enumerate(self.layers)]
         if training:                       # what each layer's own split call would have saved
-            T, D = x.shape[1:]
             for i, layer in enumerate(self.layers):
-                layer._saved = (_threads.RowBlocks(bounds, [p[2][i] for p in parts]), (B, T, layer.units), (B, T, D))
-                D = layer.units
-        return h, final_states
+                layer._saved = (_threads.RowBlocks(bounds, [p[2][i] for p in parts]), (B, T, layer.units),
+                                (B, T, widths[i]))
+        return h, final_states, scales
 
     def _backward_blocks(self, d_h, scales, T, need_input_grad, bounds):
         """Backward of :meth:`_forward_blocks`, block by block; the blocks' weight gradients are summed in
