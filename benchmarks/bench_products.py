@@ -11,8 +11,8 @@ forward h_{t-1} U is [B, H] x [H, 4H], backward dz U^T is [B, 4H] x [4H, H]. Bes
 Prints one JSON line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us",
 "matmul_rows_us", "ratio"} (ratio = matmul_bt / BLAS); then the products over all steps (input
 projection, weight gradients): {"bench": "long_products", "M", "K", "N", "blas_us",
-"matmul_bt_add_us", "ratio"} (ratio = matmul_bt_add / BLAS); then {"bench": "transpose_into", "B",
-"G", "T", "ns_per_value"}.
+"matmul_bt_add_us", "ratio"} (ratio = matmul_bt_add / BLAS; input projections add "matmul_rows_us");
+then {"bench": "transpose_into", "B", "G", "T", "ns_per_value"}.
 """
 
 import json
@@ -91,20 +91,31 @@ def main():
             print(json.dumps({"bench": "products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 3),
                               "matmul_bt_us": round(loop * 1e6, 3), "matmul_rows_us": round(rows * 1e6, 3),
                               "ratio": round(loop / blas, 3)}))
-        print("products over all steps: out = a @ b (BLAS) against out += a @ bt.T (matmul_bt_add)")
+        print("products over all steps: out = a @ b (BLAS) against out += a @ bt.T (matmul_bt_add) and, "
+              "for the input projections (K < N), out = a @ b (matmul_rows, what input_product runs)")
         for M, K, N in LONG_SHAPES:
             a = rng.standard_normal((M, K)).astype(np.float32)
             b = rng.standard_normal((K, N)).astype(np.float32)
             bt, out = np.ascontiguousarray(b.T), np.zeros((M, N), np.float32)
+            ref = a.astype(np.float64) @ b
             _repeat_add(a, bt, out, 1)
-            assert np.allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4 * K), "results differ"
+            assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
             reps = max(3, int(2e9 / (M * K * N)))
             blas, add = _best(_repeat_blas, a, b, out, reps), _best(_repeat_add, a, bt, out, reps)
             flops = 2.0 * M * K * N
-            print(f"[{M}, {K}] x [{K}, {N}]  BLAS {blas * 1e6:9.1f} us ({flops / blas / 1e9:4.0f} GFLOP/s)  "
-                  f"matmul_bt_add {add * 1e6:9.1f} us ({flops / add / 1e9:4.0f} GFLOP/s)  BLAS / add {blas / add:5.2f}")
-            print(json.dumps({"bench": "long_products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 1),
-                              "matmul_bt_add_us": round(add * 1e6, 1), "ratio": round(add / blas, 3)}))
+            line = {"bench": "long_products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 1),
+                    "matmul_bt_add_us": round(add * 1e6, 1), "ratio": round(add / blas, 3)}
+            text = (f"[{M}, {K}] x [{K}, {N}]  BLAS {blas * 1e6:9.1f} us ({flops / blas / 1e9:4.0f} GFLOP/s)  "
+                    f"matmul_bt_add {add * 1e6:9.1f} us ({flops / add / 1e9:4.0f} GFLOP/s)  "
+                    f"BLAS / add {blas / add:5.2f}")
+            if K < N:
+                _repeat_rows(a, b, out, 1)
+                assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
+                rows = _best(_repeat_rows, a, b, out, reps)
+                line["matmul_rows_us"] = round(rows * 1e6, 1)
+                text += f"  matmul_rows {rows * 1e6:9.1f} us ({flops / rows / 1e9:4.0f} GFLOP/s)"
+            print(text)
+            print(json.dumps(line))
         print("transpose_into, step by step: a step's [B, 4H] into columns of [4H, T * B] (LSTM dz)")
         for B, G, T in ((16, 256, 50), (32, 512, 100), (64, 1024, 200)):
             src, dst = rng.standard_normal((B, G)).astype(np.float32), np.empty((G, T * B), np.float32)

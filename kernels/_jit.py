@@ -171,20 +171,47 @@ def matmul_bt(a, bt, out):
 
 @kernel_jit
 def matmul_rows(a, b, out):
-    """out = a @ b, for C-contiguous a [M, K], b [K, N] and out [M, N], row by row: each row of
-    ``out`` accumulates rows of ``b`` scaled by that row of ``a``, 8 rows of ``b`` per pass.
+    """out = a @ b, for C-contiguous a [M, K], b [K, N] and out [M, N], by rows of ``out``: each row
+    accumulates rows of ``b`` scaled by that row of ``a``.
 
-    The loop over a row of ``out`` is contiguous, so LLVM vectorises it with no horizontal sums at
-    the end. It beats :func:`matmul_bt` when K is short and ``out`` is wide, as in the forward product
-    of an LSTM with H <= 32 ([B, H] x [H, 4H]). One thread (``benchmarks/bench_products.py``):
-    0.54 vs 1.35 us at [16, 8] x [8, 128], 0.57 vs 0.85 us at [16, 16] x [16, 64], 1.6 vs 2.0 us at
-    [16, 32] x [32, 128] (0.98 in another run). Once ``b`` outgrows the L1 cache it loses
-    ([16, 64] x [64, 256]: 8.6 vs 5.1 us).
+    Four rows of ``out`` at a time, four rows of ``b`` per pass: each vector of ``b`` loaded serves 16
+    multiply-adds, and the loop over a row of ``out`` is contiguous, so LLVM vectorises it with no
+    horizontal sums at the end. The last M % 4 rows go one at a time, eight rows of ``b`` per pass (a
+    batch of one row, B=1 latency, only takes that path). It beats :func:`matmul_bt` when ``out`` is
+    wide and K short, as in the forward product of an LSTM or GRU ([B, H] x [H, 4H] or [H, 3H]), while
+    ``b`` stays in the L2 cache. One thread, float32 (``benchmarks/bench_products.py``, two runs):
+    [16, 64] x [64, 256] 2.9-3.4 us against matmul_bt's 5.1-5.5, [16, 32] x [32, 128] 0.9-1.1 vs
+    2.0-2.2, [16, 16] x [16, 64] 0.28-0.37 vs 0.85-0.93, [32, 128] x [128, 512] 20-23 vs 29-31; at
+    [64, 256] x [256, 1024] (``b`` is 1 MiB) 191-230 vs 204-233, and no faster when N = K (simple
+    RNN: a one-off probe). The 4-row passes made it 1.5-3x faster than the one-row loop alone.
     """
     M, K = a.shape
     N = b.shape[1]
-    K8 = K - K % 8
-    for i in range(M):
+    M4, K4, K8 = M - M % 4, K - K % 4, K - K % 8
+    for i in range(0, M4, 4):
+        for r in range(i, i + 4):
+            for n in range(N):
+                out[r, n] = 0.0
+        for k in range(0, K4, 4):
+            a00, a01, a02, a03 = a[i, k], a[i, k + 1], a[i, k + 2], a[i, k + 3]
+            a10, a11, a12, a13 = a[i + 1, k], a[i + 1, k + 1], a[i + 1, k + 2], a[i + 1, k + 3]
+            a20, a21, a22, a23 = a[i + 2, k], a[i + 2, k + 1], a[i + 2, k + 2], a[i + 2, k + 3]
+            a30, a31, a32, a33 = a[i + 3, k], a[i + 3, k + 1], a[i + 3, k + 2], a[i + 3, k + 3]
+            for n in range(N):
+                b0, b1, b2, b3 = b[k, n], b[k + 1, n], b[k + 2, n], b[k + 3, n]
+                out[i, n] += (a00 * b0 + a01 * b1) + (a02 * b2 + a03 * b3)
+                out[i + 1, n] += (a10 * b0 + a11 * b1) + (a12 * b2 + a13 * b3)
+                out[i + 2, n] += (a20 * b0 + a21 * b1) + (a22 * b2 + a23 * b3)
+                out[i + 3, n] += (a30 * b0 + a31 * b1) + (a32 * b2 + a33 * b3)
+        for k in range(K4, K):                     # the last K % 4 rows of b
+            a0, a1, a2, a3 = a[i, k], a[i + 1, k], a[i + 2, k], a[i + 3, k]
+            for n in range(N):
+                bk = b[k, n]
+                out[i, n] += a0 * bk
+                out[i + 1, n] += a1 * bk
+                out[i + 2, n] += a2 * bk
+                out[i + 3, n] += a3 * bk
+    for i in range(M4, M):                         # the last M % 4 rows of out, one at a time
         for n in range(N):
             out[i, n] = 0.0
         for k in range(0, K8, 8):
@@ -193,28 +220,51 @@ def matmul_rows(a, b, out):
             for n in range(N):
                 out[i, n] += ((a0 * b[k, n] + a1 * b[k + 1, n]) + (a2 * b[k + 2, n] + a3 * b[k + 3, n])) + \
                              ((a4 * b[k + 4, n] + a5 * b[k + 5, n]) + (a6 * b[k + 6, n] + a7 * b[k + 7, n]))
-        for k in range(K8, K):                     # the last K % 8 rows of b
+        for k in range(K8, K):
             a0 = a[i, k]
             for n in range(N):
                 out[i, n] += a0 * b[k, n]
 
 
-ROWS_MAX_BYTES = 32768        # b must stay in L1 (48 KiB here) for matmul_rows to win
+ROWS_MAX_BYTES = 262144       # b must stay in L2 (2 MiB here, shared with the rest of the step) for
+ROW_MAX_BYTES = 32768         # matmul_rows to win; in L1 (48 KiB) when fewer than 4 rows share each load
 
 
 @kernel_jit
 def step_product(a, b, bt, out, blas):
     """out = a @ b for a per-step product: BLAS's ``np.dot`` when ``blas``; else :func:`matmul_rows`
-    when ``out`` is at least 3x wider than K and ``b`` fits in L1, else :func:`matmul_bt` (``bt`` is
-    b.T, C-contiguous). The caller decides ``blas`` once per call (``_threads.small_products_in_blas``);
-    the rest depends on shapes only, so a run repeats bit for bit."""
+    when ``out`` is at least 3x wider than K (the LSTM and GRU forward products) and ``b`` fits its
+    cache bound (``ROWS_MAX_BYTES`` for 4 rows or more, ``ROW_MAX_BYTES`` below), else
+    :func:`matmul_bt` (``bt`` is b.T, C-contiguous). The caller decides ``blas`` once per call
+    (``_threads.small_products_in_blas``); the rest depends on shapes only, so a run repeats bit for
+    bit."""
     K, N = b.shape
     if blas:
         np.dot(a, b, out)
-    elif N >= 3 * K and K * N * b.itemsize <= ROWS_MAX_BYTES:
+    elif N >= 3 * K and K * N * b.itemsize <= (ROWS_MAX_BYTES if a.shape[0] >= 4 else ROW_MAX_BYTES):
         matmul_rows(a, b, out)
     else:
         matmul_bt(a, bt, out)
+
+
+INPUT_ROWS_MIN_COLUMNS = 64   # input projections narrower than this stay in BLAS
+
+
+@kernel_jit
+def input_product(a, b, out, blas):
+    """out = a @ b for the input projection of every step at once, [T * B, D] x [D, G]: BLAS's
+    ``np.dot`` when ``blas`` (the same switch as :func:`step_product`), or when ``out`` has fewer than
+    ``INPUT_ROWS_MIN_COLUMNS`` columns or ``b`` outgrows ``ROWS_MAX_BYTES``; else :func:`matmul_rows`.
+    One thread, float32, against OpenBLAS-Haswell (``benchmarks/bench_products.py``, two runs):
+    [800, 16] x [16, 256] 34-40 vs 61-65 us, [3200, 64] x [64, 512] 1.27-1.33 vs 1.72-1.86 ms,
+    [6400, 128] x [128, 1024] 11.7-12.7 vs 13.5-16.5 ms; in a one-off probe [800, 8] x [8, 128] 13
+    vs 18 us, even at [800, 32] x [32, 64] and [800, 16] x [16, 64], and BLAS ahead below 64
+    columns ([800, 128] x [128, 32]: 73 vs 57 us)."""
+    N = b.shape[1]
+    if blas or N < INPUT_ROWS_MIN_COLUMNS or b.shape[0] * N * b.itemsize > ROWS_MAX_BYTES:
+        np.dot(a, b, out)
+    else:
+        matmul_rows(a, b, out)
 
 
 KC = 1024                     # matmul_bt_add's K chunk: 8 rows' chunks (32 KiB of float32) stay in L1

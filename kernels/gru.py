@@ -36,7 +36,7 @@ steps; the per-step products run inside one compiled time loop.
 import numpy as np
 
 from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, copy_time_major,
-                   kernel_jit, sigmoid, step_product, tanh)
+                   input_product, kernel_jit, sigmoid, step_product, tanh)
 from ._threads import small_products_in_blas
 from .workspace import scratch
 
@@ -66,7 +66,7 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas_ste
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
     copy_time_major(x, x_tm)
-    np.dot(x_tm.reshape(T * B, D), W, gates.reshape(T * B, 3 * H))  # x W; becomes z, r, hh
+    input_product(x_tm.reshape(T * B, D), W, gates.reshape(T * B, 3 * H), blas_steps)  # x W: z, r, hh
     copy_rows(hs[0], h0)                           # rec_h = h_{t-1} U_h + b_rh, saved for backward
     y = np.empty((B, T, H), dtype=x.dtype)
     rec = np.empty((B, 3 * H), dtype=x.dtype)
@@ -162,7 +162,7 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas_st
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
     copy_time_major(x, x_tm)
-    np.dot(x_tm.reshape(T * B, D), W, gates.reshape(T * B, 3 * H))  # x W; becomes z, r, hh
+    input_product(x_tm.reshape(T * B, D), W, gates.reshape(T * B, 3 * H), blas_steps)  # x W: z, r, hh
     U_zr = np.ascontiguousarray(U[:, :2 * H])
     U_h = np.ascontiguousarray(U[:, 2 * H:])
     U_zrT = np.ascontiguousarray(U_zr.T)

@@ -27,23 +27,24 @@ Design: the input projection x W for every step is one large matrix product, and
 dU after the loop; h_{t-1} U (forward), dz U^T and dx_t = dz W^T (backward) are per step. The whole
 time loop is one compiled call, with no Python in it. Arrays are time-major inside ([T, B, ...]) so
 each step's rows are contiguous. The per-step products are small, and OpenBLAS's AVX2 kernels run
-them at about half speed, so ``_jit.step_product`` runs them as compiled loops (``matmul_bt``, a
-register-blocked loop up to 2.8x faster there, or ``matmul_rows`` when H <= 32 in the forward
-product) unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``). The weight
-gradients dW, dU go through ``_jit.matmul_bt_add`` (1.3-3x OpenBLAS-Haswell at the benchmark
-shapes; the input projection stays in BLAS, where that loop is no faster). It needs both operands
-K-contiguous: each step's dz, x_t and h_{t-1} are transposed into dzT [4H, T * B], xT and hT as
-the step is made. The loops over units index [.., 4, H] reshapes of the gate
-arrays rather than taking a view per row: a view costs reference counting, which cost more than the
-maths at H = 16..64. The large arrays (x_tm, gates, hs, cs and backward's transposed copies) are
+them at about half speed, so ``_jit.step_product`` runs them as compiled loops unless OpenBLAS runs
+its AVX-512 kernels (``_threads.small_products_in_blas``): ``matmul_rows`` for the forward product,
+whose result is 4x wider than K (about 2x ``matmul_bt`` at H = 16..64), and ``matmul_bt``, a
+register-blocked loop, for the backward ones (up to 2.8x OpenBLAS there). The input projection
+takes ``matmul_rows`` too (``_jit.input_product``: 1.15-1.9x OpenBLAS-Haswell at the S1-S3 shapes,
+even at 64 columns). The weight gradients dW, dU go through ``_jit.matmul_bt_add`` (1.3-3x
+OpenBLAS-Haswell at the benchmark shapes). It needs both operands K-contiguous: each step's dz, x_t
+and h_{t-1} are transposed into dzT [4H, T * B], xT and hT as the step is made. The loops over
+units index [.., 4, H] reshapes of the gate arrays rather than taking a view per row: a view costs
+reference counting, which cost more than the maths at H = 16..64. The large arrays (x_tm, gates, hs, cs and backward's transposed copies) are
 passed in: a layer's training steps take them from its workspace (:mod:`.workspace`), so that one
 step reuses the memory of the last instead of faulting fresh pages in.
 """
 
 import numpy as np
 
-from ._jit import (add_column_sums, batch_major, check_gradient_buffers, copy_rows, copy_time_major, kernel_jit,
-                   matmul_bt_add, sigmoid, step_product, tanh, transpose_into)
+from ._jit import (add_column_sums, batch_major, check_gradient_buffers, copy_rows, copy_time_major, input_product,
+                   kernel_jit, matmul_bt_add, sigmoid, step_product, tanh, transpose_into)
 from ._threads import small_products_in_blas
 from .workspace import scratch
 
@@ -59,7 +60,7 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas_steps,
     G = 4 * H
     # time-major copy of the input, then the input projection for all steps at once
     copy_time_major(x, x_tm)
-    np.dot(x_tm.reshape(T * B, D), W, gates.reshape(T * B, G))
+    input_product(x_tm.reshape(T * B, D), W, gates.reshape(T * B, G), blas_steps)
     copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}: saved for backward, as cs
     copy_rows(cs[0], c0)
     y = np.empty((B, T, H), dtype=x.dtype)

@@ -23,7 +23,7 @@ da U^T run per step, inside one compiled loop (see ``lstm.py`` for the design no
 import numpy as np
 
 from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, copy_time_major,
-                   kernel_jit, step_product, tanh)
+                   input_product, kernel_jit, step_product, tanh)
 from ._threads import small_products_in_blas
 from .workspace import scratch
 
@@ -33,7 +33,7 @@ def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps, x_t
     B, T, D = x.shape
     H = U.shape[0]
     copy_time_major(x, x_tm)
-    np.dot(x_tm.reshape(T * B, D), W, xw.reshape(T * B, H))  # input projection, all steps
+    input_product(x_tm.reshape(T * B, D), W, xw.reshape(T * B, H), blas_steps)  # all steps at once
     copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}; hs[t+1] = h_t
     y = np.empty((B, T, H), dtype=x.dtype)
     zr = np.empty((B, H), dtype=x.dtype)

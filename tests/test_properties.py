@@ -47,7 +47,8 @@ def test_numba_equals_reference(form, steps, B, T, D, H, seed, gaps, zero_output
 @given(M=st.integers(1, 13), K=st.integers(1, 40), N=st.integers(1, 40), seed=st.integers(0, 2**31))
 def test_per_step_products_equal_numpy(product, dtype, M, K, N, seed):
     """The compiled per-step products on every remainder of their blocks: matmul_bt's 4 x 4 blocks
-    (it takes b transposed), matmul_rows's passes over 8 rows of b."""
+    (it takes b transposed), matmul_rows's 4-row passes over 4 rows of b and its single rows'
+    passes over 8 rows of b."""
     from minirnn.kernels import _jit
     rng = np.random.default_rng(seed)
     a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
@@ -76,6 +77,35 @@ def test_long_products_equal_numpy(dtype, M, K, N, seed):
     _jit.transpose_into(a, dst, 2)
     np.testing.assert_array_equal(dst[:, 2:M + 2], a.T)
     assert np.isnan(dst[:, :2]).all() and np.isnan(dst[:, M + 2:]).all()
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+def test_numba_equals_reference_wide_input_projection(form):
+    """Units wide enough that the input projection (all steps at once) takes matmul_rows rather than
+    BLAS: at least INPUT_ROWS_MIN_COLUMNS gate columns. Odd B and T leave remainders in its 4-row
+    passes; D = 7 leaves remainders in its passes over 4 rows of W."""
+    from unittest import mock
+    from minirnn.kernels import _jit, _threads
+    H = -(-_jit.INPUT_ROWS_MIN_COLUMNS // form[3])   # form[3]: the gates, G * H columns
+    case = _case(form, 5, 7, 7, H, seed=11, gaps=True)
+    with mock.patch.object(_threads, "_blas_small", False):   # whatever core OpenBLAS picked
+        fast = run(form, "numba", *case)
+    _assert_close(fast, run(form, "numpy", *case), 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("blas", [False, True])
+@settings(max_examples=30, deadline=None)
+@given(M=st.integers(1, 13), K=st.integers(1, 20), N=st.sampled_from([1, 63, 64, 65, 100]), seed=st.integers(0, 2**31))
+def test_input_product_equals_numpy(dtype, blas, M, K, N, seed):
+    """input_product on both of its paths (BLAS, or matmul_rows from 64 columns on)."""
+    from minirnn.kernels import _jit
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    out = np.full((M, N), np.nan, dtype)
+    _jit.input_product(a, b, out, blas)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol * K)
 
 
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
