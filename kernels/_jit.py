@@ -226,22 +226,22 @@ def matmul_rows(a, b, out):
                 out[i, n] += a0 * b[k, n]
 
 
-ROWS_MAX_BYTES = 262144       # b must stay in L2 (2 MiB here, shared with the rest of the step) for
-ROW_MAX_BYTES = 32768         # matmul_rows to win; in L1 (48 KiB) when fewer than 4 rows share each load
+ROWS_MAX_BYTES = 262144       # for matmul_rows to win, b must stay in L2 (2 MiB here, shared with the
+FEW_ROWS_MAX_BYTES = 32768    # rest of the step), and in L1 (48 KiB) when fewer than 4 rows of out share it
 
 
 @kernel_jit
 def step_product(a, b, bt, out, blas):
     """out = a @ b for a per-step product: BLAS's ``np.dot`` when ``blas``; else :func:`matmul_rows`
     when ``out`` is at least 3x wider than K (the LSTM and GRU forward products) and ``b`` fits its
-    cache bound (``ROWS_MAX_BYTES`` for 4 rows or more, ``ROW_MAX_BYTES`` below), else
+    cache bound (``ROWS_MAX_BYTES`` for 4 rows or more, ``FEW_ROWS_MAX_BYTES`` below), else
     :func:`matmul_bt` (``bt`` is b.T, C-contiguous). The caller decides ``blas`` once per call
     (``_threads.small_products_in_blas``); the rest depends on shapes only, so a run repeats bit for
     bit."""
     K, N = b.shape
     if blas:
         np.dot(a, b, out)
-    elif N >= 3 * K and K * N * b.itemsize <= (ROWS_MAX_BYTES if a.shape[0] >= 4 else ROW_MAX_BYTES):
+    elif N >= 3 * K and K * N * b.itemsize <= (ROWS_MAX_BYTES if a.shape[0] >= 4 else FEW_ROWS_MAX_BYTES):
         matmul_rows(a, b, out)
     else:
         matmul_bt(a, bt, out)
