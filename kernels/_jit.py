@@ -34,27 +34,6 @@ def kernel_jit(fn):
 # Numba about half a second of compile time, and every first run of a kernel pays it.
 
 @kernel_jit
-def copy_row(dst, src):
-    """dst[:] = src, for two 1-D arrays of the same length."""
-    for j in range(dst.shape[0]):
-        dst[j] = src[j]
-
-
-@kernel_jit
-def add_row(dst, src):
-    """dst += src, for two 1-D arrays of the same length."""
-    for j in range(dst.shape[0]):
-        dst[j] += src[j]
-
-
-@kernel_jit
-def zero_row(dst):
-    """dst[:] = 0, for a 1-D array."""
-    for j in range(dst.shape[0]):
-        dst[j] = 0.0
-
-
-@kernel_jit
 def copy_rows(dst, src):
     """dst[:] = src, for two 2-D arrays of the same shape."""
     for i in range(dst.shape[0]):
@@ -258,7 +237,7 @@ def input_product(a, b, out, blas):
     One thread, float32, against OpenBLAS-Haswell (``benchmarks/bench_products.py``, two runs):
     [800, 16] x [16, 256] 34-40 vs 61-65 us, [3200, 64] x [64, 512] 1.27-1.33 vs 1.72-1.86 ms,
     [6400, 128] x [128, 1024] 11.7-12.7 vs 13.5-16.5 ms; in a one-off probe [800, 8] x [8, 128] 13
-    vs 18 us, even at [800, 32] x [32, 64] and [800, 16] x [16, 64], and BLAS ahead below 64
+    vs 18 us, about even at [800, 32] x [32, 64] and [800, 16] x [16, 64], and BLAS ahead below 64
     columns ([800, 128] x [128, 32]: 73 vs 57 us)."""
     N = b.shape[1]
     if blas or N < INPUT_ROWS_MIN_COLUMNS or b.shape[0] * N * b.itemsize > ROWS_MAX_BYTES:
@@ -281,7 +260,7 @@ def matmul_bt_add(a, bt, out):
     over a view from 0, not one over ``range(k0, k1)`` of the whole row. One thread, float32
     (``benchmarks/bench_products.py``): 140-200 GFLOP/s at the S1-S3 weight-gradient shapes against
     OpenBLAS-Haswell's 60-115 (1.3-3x). It is no faster at the input projections ([T * B, D] x
-    [D, 4H]: 1.1-1.2x at D = 128, 0.8x at D = 64, 0.3x at D = 16), which therefore stay in BLAS.
+    [D, 4H]: 1.1-1.2x at D = 128, 0.8x at D = 64, 0.3x at D = 16), which :func:`input_product` runs.
     The kernels call it whatever the BLAS core: OpenBLAS's AVX-512 kernels (about 200 GFLOP/s on
     one thread) would gain little, and a BLAS branch costs ~0.7 s more cold compile.
     ``out`` [M, N] is added into, never cleared.

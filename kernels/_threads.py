@@ -10,8 +10,9 @@ batch of at least 2 * ``MIN_ROWS`` rows is split into one block per thread. A sm
 latency) runs as one block, on one BLAS thread when its per-step product is small (threads cost
 more than they save there) and on all threads otherwise. A caller running several kernel calls per
 block (``minirnn.model`` runs a whole stack of layers) takes the same bounds from :func:`split_rows`
-and hands the blocks over once with :func:`run_blocks`: each hand-off costs about 18 us here (a
-thread wake-up each way), which a model with two layers paid four times a step.
+and hands the blocks over once with :func:`run_blocks`: an empty hand-off costs about 18 us here
+inside a training step (a thread wake-up each way, and the worker waiting for the GIL; one-off
+probe), which a model with two layers paid four times a step.
 
 Thread count: the BLAS's configured count (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``, read
 once), capped by ``NUMBA_NUM_THREADS`` when set. The BLAS setting is process-wide, so it is set for
@@ -172,7 +173,7 @@ class _Worker:
     """A thread that runs one job at a time, handed over through two locks (no queue, no futures).
 
     ``go`` is released to start the job in ``job``; ``done`` is released when it has finished. A
-    lock hand-off is one futex wake each way: a round trip costs about 5 us here, against about
+    lock hand-off is one futex wake each way: a bare round trip costs about 5 us here, against about
     20 us through ``concurrent.futures`` (whose queue, futures and waiters are Python code that
     holds the GIL the other thread needs). With ``_jit.matmul_rows``, it took
     ``benchmarks/bench_estimator.py`` from 787 to 871 steps/s (4 row-block calls per step)."""
@@ -201,8 +202,8 @@ _workers_lock = threading.Lock()     # one caller at a time uses the workers
 
 
 def _map(fn, bounds):
-    """fn(k, b0, b1) for row block k, rows b0:b1, of consecutive row blocks; the calling thread runs the last block itself, the
-    others run on minirnn's worker threads. Waits for every block, even when one fails, then raises
+    """fn(k, b0, b1) for each row block k (rows b0:b1) of ``bounds``; the calling thread runs the last
+    block itself, the others run on minirnn's worker threads. Waits for every block, even when one fails, then raises
     the first error (the calling thread's own first). When another Python thread is using the
     workers, the blocks run one after another in the calling thread instead of waiting for them."""
     n = len(bounds) - 2

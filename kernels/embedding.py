@@ -1,4 +1,5 @@
-"""Gradient of an embedding table: the gradient rows of repeated ids summed into one row per id.
+"""Embedding tables: looked-up rows written into the input (forward), and the gradient rows of
+repeated ids summed into one row per id (backward).
 
 :func:`scatter_rows` writes looked-up rows into their steps of the sequence input (forward): NumPy's
 fancy-index assignment ``out[rows] = values`` took 12.5 us for the estimator benchmark's 1,600 rows

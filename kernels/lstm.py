@@ -36,9 +36,10 @@ even at 64 columns). The weight gradients dW, dU go through ``_jit.matmul_bt_add
 OpenBLAS-Haswell at the benchmark shapes). It needs both operands K-contiguous: each step's dz, x_t
 and h_{t-1} are transposed into dzT [4H, T * B], xT and hT as the step is made. The loops over
 units index [.., 4, H] reshapes of the gate arrays rather than taking a view per row: a view costs
-reference counting, which cost more than the maths at H = 16..64. The large arrays (x_tm, gates, hs, cs and backward's transposed copies) are
-passed in: a layer's training steps take them from its workspace (:mod:`.workspace`), so that one
-step reuses the memory of the last instead of faulting fresh pages in.
+reference counting, which cost more than the maths at H = 16..64. The large arrays (x_tm, gates, hs,
+cs and backward's transposed copies) are passed in: a layer's training steps take them from its
+workspace (:mod:`.workspace`), so that one step reuses the memory of the last instead of faulting
+fresh pages in.
 """
 
 import numpy as np

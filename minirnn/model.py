@@ -237,7 +237,8 @@ class RNNModel:
                 x, *states = layer.forward(x, mask=mask, training=training,
                                            initial_state=None if initial_states is None else initial_states[k])
                 self.final_states.append(states)
-            h = x if self.return_sequences else np.ascontiguousarray(x[:, -1])  # [B, T, H] or each row's last valid output
+            # [B, T, H], or each row's last valid output [B, H]
+            h = x if self.return_sequences else np.ascontiguousarray(x[:, -1])
             scales.append(self._dropout_scale(h.shape, len(self.layers), training))
         if scales[-1] is not None:
             h = h * scales[-1]

@@ -80,7 +80,7 @@ def _sum_squares(g):
     values = np.asarray(g.values if isinstance(g, SparseRows) else g)
     if values.dtype.char in "fd" and values.dtype.isnative:   # what apply() passes: one compiled call
         return float(updates.compiled("sum_squares")(values.ravel()))
-    return float(np.sum(np.square(values, dtype=np.float64)))
+    return float(updates.sum_squares(values))
 
 
 class ExponentialDecay:
