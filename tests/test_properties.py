@@ -96,7 +96,8 @@ def test_numba_equals_reference_wide_input_projection(form):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("blas", [False, True])
 @settings(max_examples=30, deadline=None)
-@given(M=st.integers(1, 13), K=st.integers(1, 20), N=st.sampled_from([1, 63, 64, 65, 100]), seed=st.integers(0, 2**31))
+@given(M=st.integers(1, 13), K=st.integers(1, 20), N=st.sampled_from([1, 63, 64, 65, 100]),
+       seed=st.integers(0, 2**31))
 def test_input_product_equals_numpy(dtype, blas, M, K, N, seed):
     """input_product on both of its paths (BLAS, or matmul_rows from 64 columns on)."""
     from minirnn.kernels import _jit
@@ -108,9 +109,24 @@ def test_input_product_equals_numpy(dtype, blas, M, K, N, seed):
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol * K)
 
 
+@settings(max_examples=25, deadline=None)
+@given(B=dims, T=st.integers(1, 20), columns=st.integers(1, 40), seed=st.integers(0, 2**31),
+       zero_output=st.booleans())
+def test_lstm_gradient_chunks(B, T, columns, seed, zero_output):
+    """LSTM backward in chunks of steps of every length (one step per chunk, a partial last chunk, one
+    chunk for all), with gaps and zero-length rows: the same gradients as the reference."""
+    from unittest import mock
+    from minirnn.kernels import lstm
+    form = next(f for f in FORMS if f[0] == "lstm")
+    case = _case(form, B, T, 4, 3, seed, gaps=True)
+    with mock.patch.object(lstm, "GRADIENT_CHUNK_COLUMNS", columns):
+        fast = run(form, "numba", *case, zero_output_for_mask=zero_output)
+    _assert_close(fast, run(form, "numpy", *case, zero_output_for_mask=zero_output), 1e-10)
+
+
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
 def test_numba_equals_reference_long_sequences(form):
-    """T * B beyond one chunk of matmul_bt_add (the LSTM weight gradients), with gaps."""
+    """T * B beyond one chunk of matmul_bt_add, and several LSTM gradient chunks, with gaps."""
     from minirnn.kernels import _jit
     B, T, D, H = 9, _jit.KC // 9 + 5, 6, 5
     case = _case(form, B, T, D, H, seed=3, gaps=True)
