@@ -233,10 +233,10 @@ class _Recurrent:
             self.build(x.shape[2], x.dtype)
         forward, _ = kernels.load(self.cell, self.backend)
         # a training forward reuses the layer's scratch (what the last one saved was dropped above);
-        # inference allocates afresh, so several threads may predict with one layer at once
+        # inference uses the calling thread's own, so several threads may predict with one layer at once
+        workspace = self._workspace if training else self._workspace.inference()
         y, states, saved = forward(x, mask, states0, self.kernel, self.recurrent_kernel, self.bias,
-                                   self.zero_output_for_mask, workspace=self._workspace if training else None,
-                                   **self._cell_options())
+                                   self.zero_output_for_mask, workspace=workspace, **self._cell_options())
         self._saved = (saved, y.shape, x.shape) if training else None
         out = y if self.return_sequences else np.ascontiguousarray(y[:, -1])
         return [out, *states] if self.return_state else out

@@ -294,7 +294,8 @@ class RNNModel:
                     y = y * scale[b0:b1]
                 y, states, kept = forward(y, mask[b0:b1], tuple(s[b0:b1] for s in s0), layer.kernel,
                                           layer.recurrent_kernel, layer.bias, layer.zero_output_for_mask,
-                                          workspace=layer._workspace.block(k) if training else None, **options)
+                                          workspace=(layer._workspace if training
+                                                     else layer._workspace.inference()).block(k), **options)
                 finals.append(states)
                 saved.append(kept)
             return (y if self.return_sequences else y[:, -1]), finals, saved

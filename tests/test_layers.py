@@ -403,7 +403,7 @@ def test_training_steps_reuse_scratch_and_nothing_leaks_between_steps(cls, opts,
 
 
 def test_inference_leaves_the_workspace_alone():
-    # inference allocates afresh (several threads may predict with one layer at once)
+    # inference uses the calling thread's own workspace, not the training one that backward reads
     rng = np.random.default_rng(12)
     x, other = (rng.standard_normal((32, 7, 3)).astype(np.float32) for _ in range(2))
     layer = LSTM(4, seed=0)
@@ -415,6 +415,61 @@ def test_inference_leaves_the_workspace_alone():
     assert layer._workspace.nbytes() == before
     buffers = [buf for block in [layer._workspace, *layer._workspace._blocks] for buf in block._buffers.values()]
     assert buffers and all(np.isnan(buf).all() for buf in buffers)     # untouched
+
+
+@pytest.mark.parametrize("cls,opts,G", LAYERS, ids=IDS)
+def test_inference_reuses_its_scratch_and_nothing_leaks_between_calls(cls, opts, G):
+    # the thread's inference workspace, filled with NaN between calls of other batch sizes (and so
+    # row-block splits), lengths and masks: each call gives exactly what a new layer gives
+    rng = np.random.default_rng(13)
+    layer = cls(5, return_sequences=True, **opts)
+    for B, T in ((32, 6), (32, 6), (3, 9), (40, 4), (1, 5), (32, 6)):
+        x = rng.standard_normal((B, T, 3)).astype(np.float32)
+        mask = rng.random((B, T)) < 0.6
+        if layer.built:
+            assert _poison(layer._workspace.inference()) > 0
+        y = layer.forward(x, mask=mask, training=False)
+        new = cls(5, return_sequences=True, **opts)
+        new.set_weights(layer.get_weights())
+        np.testing.assert_array_equal(new.forward(x, mask=mask, training=False), y)
+        assert np.all(np.isfinite(y))
+    assert layer._workspace.nbytes() == 0                              # training scratch: none
+
+
+def test_each_thread_predicts_in_its_own_workspace():
+    import threading
+    layer = LSTM(3)
+    spaces = []
+    thread = threading.Thread(target=lambda: spaces.append(layer._workspace.inference()))
+    thread.start()
+    thread.join(10)
+    assert spaces[0] is not layer._workspace.inference() is layer._workspace.inference()
+
+
+@pytest.mark.parametrize("copy", ["pickle", "deepcopy"])
+def test_pickled_and_copied_layers_leave_their_scratch_behind(copy):
+    # scratch is not state: a copy is as small as its weights and computes the same
+    import copy as copying
+    import pickle
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((32, 20, 3)).astype(np.float32)
+    layer = LSTM(16, seed=0)
+    layer.forward(x)
+    layer.backward(np.ones((32, 16), np.float32))
+    layer.forward(x, training=False)
+    layer._saved = None                                                # what a fitted estimator drops
+    held = layer._workspace.nbytes() + layer._workspace.inference().nbytes()
+    weights = sum(w.nbytes for w in layer.get_weights())
+    assert held > 20 * weights
+    if copy == "pickle":
+        data = pickle.dumps(layer)
+        assert len(data) < 3 * weights + 20000
+        twin = pickle.loads(data)
+    else:
+        twin = copying.deepcopy(layer)
+    assert twin._workspace.nbytes() == twin._workspace.inference().nbytes() == 0
+    np.testing.assert_array_equal(twin.forward(x, training=False), layer.forward(x, training=False))
+    np.testing.assert_array_equal(twin.forward(x), layer.forward(x))
 
 
 def test_scratch_arrays_are_aligned_disjoint_and_reused():
