@@ -25,27 +25,27 @@ Backward, per valid step, with dh = dh_t (from t+1) + dy_t and dc = dc_t (from t
 
 Design: the input projection x W for every step is one large matrix product; dW and dU are one
 product per chunk of steps; h_{t-1} U (forward), dz U^T and dx_t = dz W^T (backward) are per step.
-The whole time loop is one compiled call, with no Python in it. Arrays are time-major inside ([T, B, ...]) so
-each step's rows are contiguous. The per-step products are small, and OpenBLAS's AVX2 kernels run
-them at about half speed, so ``_jit.step_product`` runs them as compiled loops unless OpenBLAS runs
-its AVX-512 kernels (``_threads.small_products_in_blas``): ``matmul_rows`` for the forward product,
-whose result is 4x wider than K (about 2x ``matmul_bt`` at H = 16..64), and ``matmul_bt``, a
-register-blocked loop, for the backward ones (up to 2.8x OpenBLAS there). The input projection
-takes ``matmul_rows`` too (``_jit.input_product``: 1.15-1.9x OpenBLAS-Haswell at the S1-S3 shapes,
-even at 64 columns). The weight gradients dW, dU go through ``_jit.matmul_bt_add`` (1.3-3x
-OpenBLAS-Haswell at the benchmark shapes). It needs both operands K-contiguous: each step's dz, x_t
-and h_{t-1} are transposed into dzT [4H, K], xT and hT as the step is made, for the K = 512 (step,
-row) columns of a chunk of steps (``GRADIENT_CHUNK_COLUMNS``), and the chunk's dW, dU products follow.
-Chunks keep the transposed copies small: copies of all T * B columns took 72 MiB per row block
-at S3, and an S3 training step's memory fell from 391 to 263-271 MiB with chunks
+The whole time loop is one compiled call, with no Python in it. Arrays are time-major inside
+([T, B, ...]) so each step's rows are contiguous. The per-step products are small, and OpenBLAS's
+AVX2 kernels run them at about half speed, so ``_jit.step_product`` runs them as compiled loops
+unless OpenBLAS runs its AVX-512 kernels (``_threads.small_products_in_blas``): ``matmul_rows`` for
+the forward product, whose result is 4x wider than K (about 2x ``matmul_bt`` at H = 16..64), and
+``matmul_bt``, a register-blocked loop, for the backward ones (up to 2.8x OpenBLAS there). The input
+projection takes ``matmul_rows`` too (``_jit.input_product``: 1.15-1.9x OpenBLAS-Haswell at the
+S1-S3 shapes, even at 64 columns). The weight gradients dW, dU go through ``_jit.matmul_bt_add``
+(1.3-3x OpenBLAS-Haswell at the benchmark shapes). It needs both operands K-contiguous: each step's
+dz, x_t and h_{t-1} are transposed into dzT [4H, K], xT and hT as the step is made, for the K = 512
+(step, row) columns of a chunk of steps (``GRADIENT_CHUNK_COLUMNS``); the chunk's dW, dU products
+follow. Chunks keep the transposed copies small: copies of all T * B columns took 72 MiB per row
+block at S3, and an S3 training step's memory fell from 391 to 263-271 MiB with chunks
 (``bench_kernels.py --worker``, two runs each). On one thread they also stay in the L2 cache (S2
-backward 6.8-7.0 -> 6.4-6.6 ms, S3 109 -> 104 ms, a one-off probe), but the two-thread step
-showed no change in time through the noise (S2 11.7-12.7 ms either way). The loops over
-units index [.., 4, H] reshapes of the gate arrays rather than taking a view per row: a view costs
-reference counting, which cost more than the maths at H = 16..64. The large arrays (x_tm, gates, hs,
-cs and backward's transposed chunks) are passed in: a layer's training steps take them from its
-workspace (:mod:`.workspace`), so that one step reuses the memory of the last instead of faulting
-fresh pages in.
+backward 6.8-7.0 -> 6.4-6.6 ms, S3 109 -> 104 ms, a one-off probe), but the two-thread step showed
+no change in time through the noise (S2 11.7-12.7 ms either way). The loops over units index
+[.., 4, H] reshapes of the gate arrays rather than taking a view per row: a view costs reference
+counting, which cost more than the maths at H = 16..64. The large arrays (x_tm, gates, hs, cs and
+backward's transposed chunks) are passed in: a layer's training steps take them from its workspace
+(:mod:`.workspace`), so that one step reuses the memory of the last instead of faulting fresh pages
+in.
 """
 
 import numpy as np
@@ -60,7 +60,7 @@ from .workspace import scratch
 I, F, C, O = 0, 1, 2, 3
 
 # Backward gathers this many (step, row) columns of dz, x and h_{t-1} before each weight-gradient
-# product, so the transposed copies stay in the L2 cache (see the module docstring)
+# product, so the transposed copies stay small (see the module docstring)
 GRADIENT_CHUNK_COLUMNS = 512
 
 

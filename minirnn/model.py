@@ -286,16 +286,17 @@ class RNNModel:
                  for layer in self.layers]
         for layer in self.layers:
             layer._saved = None            # a training forward overwrites the layers' workspaces
+        # training: the layers' own scratch; inference: the calling thread's (see kernels.workspace)
+        spaces = [layer._workspace if training else layer._workspace.inference() for layer in self.layers]
 
         def block(k, b0, b1):
             y, finals, saved = x[b0:b1], [], []
-            for layer, scale, s0, (forward, options) in zip(self.layers, scales, states0, calls):
+            for layer, scale, s0, (forward, options), space in zip(self.layers, scales, states0, calls, spaces):
                 if scale is not None:
                     y = y * scale[b0:b1]
                 y, states, kept = forward(y, mask[b0:b1], tuple(s[b0:b1] for s in s0), layer.kernel,
                                           layer.recurrent_kernel, layer.bias, layer.zero_output_for_mask,
-                                          workspace=(layer._workspace if training
-                                                     else layer._workspace.inference()).block(k), **options)
+                                          workspace=space.block(k), **options)
                 finals.append(states)
                 saved.append(kept)
             return (y if self.return_sequences else y[:, -1]), finals, saved
