@@ -14,10 +14,12 @@ next training forward (by then the layer has dropped what the previous one saved
 ``backward`` buffers by the next backward. Forwards for inference use :meth:`Workspace.inference`,
 a workspace of the calling thread's own: an inference call between a training forward and its
 backward leaves what backward reads alone, and several threads can predict with one layer at once.
-Inference paid the same page faults: a simple RNN forward went S2 2.5-2.6 -> 1.25-1.6 ms and S1
-0.25-0.29 -> 0.13-0.20 ms with it, B=1 latency LSTM 43-48 -> 39-40 us, GRU 34-39 -> 31-32 us; the
-LSTM and GRU at S1-S2 did not change (one-off probe, fresh processes, two each). The price: a layer
-keeps, for each thread that predicted with it, scratch the size of its largest inference call.
+Inference paid the same page faults whenever the allocator had handed its memory back. A fresh
+process calling ``forward(x, training=False)`` in a loop (one-off probe, 3 processes per version):
+simple RNN S2 3.0-3.6 -> 1.5-1.9 ms, S3 25.8-26.8 -> 21.2-22.3 ms; LSTM S2 5.3-5.7 -> 4.7-4.9 ms;
+GRU S2 4.0-4.4 -> 3.8-3.9 ms; S1 unchanged through the noise (the README gives the same figures).
+The price: a layer keeps, for each thread that predicted with it, scratch the size of its largest
+inference call.
 
 Scratch is not part of a layer's state: a pickled or copied workspace comes back empty (a fitted
 estimator's pickle held 3.4 MB of scratch twice over before, next to 42 KB of LSTM weights).
