@@ -80,7 +80,7 @@ def worker(steps):
     est.train(input_fn, steps=steps)
     elapsed = time.perf_counter() - start
     after = dict(ctx.stats) if ctx else {}
-    params = est._network.params()
+    params = est._session.state.network.params()
     digest = np.array([zlib.crc32(b"".join(p.tobytes() for p in params))], dtype=np.float64)
     low, high = digest.copy(), digest.copy()
     comm.Allreduce(MPI.IN_PLACE, low, MPI.MIN)

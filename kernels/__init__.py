@@ -83,3 +83,16 @@ def _load(cell, backend, split_rows):
         return (functools.partial(_threads.forward, module.forward),
                 functools.partial(_threads.backward, module.backward))
     raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+
+
+@functools.lru_cache(maxsize=None)
+def load_update(name):
+    """Optimizer update rule ``name`` of :mod:`.updates` (or ``sum_squares``) as one compiled loop
+    over flat arrays (:mod:`.updates_cpu`), or the NumPy form (:func:`.updates.in_place`) when
+    Numba is unavailable or disabled. The rules take ``(w, g, *slots, *hyper)`` and write w and the
+    slots in place."""
+    from . import updates
+    if _numba_usable():
+        from . import updates_cpu
+        return updates_cpu.LOOPS[name]
+    return updates.sum_squares if name == "sum_squares" else updates.in_place(name)

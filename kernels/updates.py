@@ -84,20 +84,3 @@ def in_place(name):
             array[...] = value
     update.__name__ = update.__qualname__ = name
     return update
-
-
-_compiled = {}
-
-
-def compiled(name):
-    """Rule ``name`` (or ``sum_squares``) as one compiled loop over flat arrays (:mod:`.updates_cpu`),
-    cached; :func:`in_place` (NumPy) when Numba is unavailable or disabled. The update rules take
-    ``(w, g, *slots, *hyper)`` and write w and the slots in place."""
-    if name not in _compiled:
-        from . import _numba_usable
-        if _numba_usable():
-            from . import updates_cpu
-            _compiled[name] = updates_cpu.LOOPS[name]
-        else:
-            _compiled[name] = sum_squares if name == "sum_squares" else in_place(name)
-    return _compiled[name]

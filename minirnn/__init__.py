@@ -12,6 +12,9 @@ Submodules: ``feature_column``, ``inputs``, ``heads``, ``optimizers``, ``metrics
 ``sklearn`` (SequenceClassifier, SequenceRegressor; scikit-learn optional), ``onnx_export``,
 ``summary`` (TensorBoard), ``cli`` and ``datafiles`` (the command line and its file readers),
 ``distributed`` (data-parallel training on MPI), ``cuda`` (training on an NVIDIA GPU).
+
+The training core under the estimators: ``state`` (TrainState), ``step`` (the one training step),
+``loop`` (train/evaluate/predict over model_dir), ``hooks``, ``config`` (RunConfig), ``errors``.
 """
 
 import importlib

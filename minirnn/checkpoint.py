@@ -151,3 +151,120 @@ def latest_checkpoint(model_dir):
         return None
     latest, _ = read_index(model_dir)
     return latest if latest is not None and os.path.isfile(latest) else None
+
+
+# ---- a TrainState in model_dir ---------------------------------------------------------------
+
+def identity(path):
+    """(absolute path, mtime, size): what tells whether a checkpoint changed on disk."""
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+def save(model_dir, state, spec, keep_checkpoint_max):
+    """Write ``state`` (a :class:`~minirnn.state.TrainState`) and the model's ``spec`` as the
+    checkpoint of its global step, make it the latest in the index, and delete the oldest kept
+    checkpoints beyond ``keep_checkpoint_max`` (None or 0 keeps all). Returns its path."""
+    os.makedirs(model_dir, exist_ok=True)
+    path = checkpoint_path(model_dir, state.global_step)
+    attributes = state.attributes()
+    attributes["spec"] = spec
+    write(path, state.variables(), attributes)
+    _, kept = read_index(model_dir)
+    kept = [p for p in kept if os.path.abspath(p) != os.path.abspath(path)] + [path]
+    if keep_checkpoint_max:
+        while len(kept) > keep_checkpoint_max:
+            old = kept.pop(0)
+            write_index(model_dir, path, kept)
+            if os.path.exists(old):
+                os.remove(old)
+    write_index(model_dir, path, kept)
+    return path
+
+
+def _diff(a, b, path=""):
+    """The first difference between two JSON values, as text, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{path}{key}: present in only one of them"
+            d = _diff(a[key], b[key], f"{path}{key}.")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for k, (x, y) in enumerate(zip(a, b)):
+            d = _diff(x, y, f"{path}{k}.")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{path.rstrip('.')}: the checkpoint has {a!r}, this estimator {b!r}"
+
+
+def _comparable(spec):
+    """The parts of a spec that must match to resume: not prediction options, not file locations."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("options", "file")}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+    return strip(json.loads(json.dumps(spec)))
+
+
+def load(path, model_dir, spec):
+    """(variables, attributes) of the checkpoint at ``path``, after checking that it was written by
+    a model of this ``spec`` (a ValueError naming the first difference otherwise)."""
+    _, kept = read_index(model_dir)
+    variables, attributes = read(path, kept)
+    difference = _diff(_comparable(attributes.get("spec")), _comparable(spec))
+    if difference:
+        raise ValueError(f"checkpoint {path!r} was written by a different model ({difference}); use another "
+                         "model_dir, or warm_start_from to copy the matching weights")
+    return variables, attributes
+
+
+def load_weights(network, variables, path):
+    """Copy a checkpoint's weights into ``network``'s parameters (every one must be there, same shape)."""
+    for name, param in zip(network.param_names(), network.params()):
+        if name not in variables or variables[name].shape != param.shape:
+            raise CheckpointError(f"checkpoint {path!r}: variable {name!r} missing or of the wrong shape")
+        param[...] = variables[name]
+
+
+def warm_start(network, settings):
+    """Copy into ``network`` the variables of a checkpoint file, a model_dir or an export dir named
+    by ``settings`` (a path or a :class:`~minirnn.config.WarmStartSettings`); returns the count."""
+    from .config import WarmStartSettings
+    if not isinstance(settings, WarmStartSettings):
+        settings = WarmStartSettings(settings)
+    source = os.fspath(settings.ckpt_to_initialize_from)
+    if os.path.isdir(source):
+        if os.path.isfile(os.path.join(source, "model.h5")):         # an export
+            import h5py
+            with h5py.File(os.path.join(source, "model.h5"), "r") as f:
+                variables = {}
+                f["variables"].visititems(lambda n, o: variables.__setitem__(n, o[()]) if hasattr(o, "shape") else None)
+        else:
+            path = latest_checkpoint(source)
+            if path is None:
+                raise ValueError(f"warm_start_from: no checkpoint in {source!r}")
+            variables = read(path)[0]
+    else:
+        variables = read(source)[0]
+    pattern = re.compile(settings.vars_to_warm_start or ".*")
+    renames = settings.var_name_to_prev_var_name or {}
+    copied = 0
+    for name, param in zip(network.param_names(), network.params()):
+        if not pattern.match(name):
+            continue
+        old = renames.get(name, name)
+        if old not in variables:
+            continue
+        if variables[old].shape != param.shape:
+            raise ValueError(f"warm_start_from: {old!r} has shape {variables[old].shape}, {name!r} needs {param.shape}")
+        param[...] = variables[old]
+        copied += 1
+    if copied == 0:
+        raise ValueError(f"warm_start_from: no variable of {source!r} matches {settings.vars_to_warm_start!r}")
+    return copied, source

@@ -267,7 +267,7 @@ def _reporting(quiet):
 
 def _batch_bar(what, total):
     """A progress bar over the batches of evaluate/predict on a terminal (the estimator's bar is train's)."""
-    from .estimator import SessionRunHook
+    from .hooks import SessionRunHook
 
     class BatchBar(SessionRunHook):
         def begin(self, estimator):
@@ -533,8 +533,7 @@ def _predict(args):
 def _on_chief(estimator, fn, what):
     """``fn()`` here, or under mpiexec on rank 0 with its result (or error) given to every rank, so
     that a failure there stops all ranks at once instead of leaving them waiting."""
-    ctx = estimator._distribution()
-    return fn() if ctx is None else ctx.on_chief(fn, what)
+    return estimator._session.runner().on_chief(fn, what)
 
 
 def _check_writable(path):

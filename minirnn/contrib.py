@@ -20,10 +20,12 @@ RMSProp (decay 0.9, epsilon 1e-10), Ftrl, SGD, Momentum; clipping is by global n
 import numpy as np
 
 from . import optimizers as opt
-from .estimator import NotFittedError, _Estimator, RunConfig
+from .errors import NotFittedError
+from .estimator import _CELL_CLASSES, _Estimator
 from .heads import BinaryClassHead, MultiClassHead, RegressionHead
 from .inputs import batches, numpy_input_fn
-from . import export as ex
+from .predictions import initial_states_from_features
+from .step import prepare_labels
 
 __all__ = ["DynamicRnnEstimator", "ProblemType", "PredictionType", "RNNKeys", "NotFittedError",
            "state_tuple_to_dict"]
@@ -132,7 +134,6 @@ class DynamicRnnEstimator(_Estimator):
         units = [units] if isinstance(units, (int, np.integer)) else list(units)
         cell = self.cell_type
         if isinstance(cell, type):
-            from .estimator import _CELL_CLASSES
             cell = {"simple_rnn": "basic_rnn"}.get(_CELL_CLASSES.get(cell), _CELL_CLASSES.get(cell))
         if cell not in _CELLS:
             raise ValueError(f"cell_type: expected 'basic_rnn', 'lstm', 'gru' or a minirnn.layers class, got "
@@ -211,7 +212,7 @@ class DynamicRnnEstimator(_Estimator):
     # ---- hooks into the shared estimator ------------------------------------------------------
 
     def _initial_states(self, features):
-        return ex.initial_states_from_features(self._network.model, features)
+        return initial_states_from_features(self._session.state.network.model, features)
 
     def _prediction_options(self):
         return {"predict_probabilities": bool(self.predict_probabilities)}
@@ -236,8 +237,9 @@ class DynamicRnnEstimator(_Estimator):
                 raise ValueError("y and batch_size go with x, not with input_fn")
             return self._engineered(input_fn)
         if not isinstance(x, dict):
-            keys = sorted({c.key for c in self._network.sequence.columns})
-            if len(keys) != 1 or self._network.context:
+            network = self._session.state.network
+            keys = sorted({c.key for c in network.sequence.columns})
+            if len(keys) != 1 or network.context:
                 raise ValueError(f"x: give a dict of features; an array is accepted only for a model with one "
                                  f"sequence feature, this one reads {keys}")
             x = {keys[0]: x}
@@ -279,16 +281,15 @@ class DynamicRnnEstimator(_Estimator):
             for key, metric in metrics.items():
                 if not callable(metric):
                     raise TypeError(f"metrics[{key!r}]: expected callable(labels, predictions), got {metric!r}")
-            net, _ = self._network_for(checkpoint_path)
+            net, _ = self._session.network_for(checkpoint_path, self._not_fitted_error)
             totals, count = {k: 0.0 for k in metrics}, 0
             for k, (features, labels) in enumerate(batches(fn)):
                 if steps is not None and k >= steps:
                     break
-                preds, mask = ex.predict_batch(self._kind, self._head, net, features, "sequence_mask",
-                                               self._prediction_options())
+                preds, mask = self._session.predict_batch(net, features)
                 n = mask.shape[0]
                 for key, metric in metrics.items():
-                    totals[key] += float(metric(self._labels(labels, mask), preds)) * n
+                    totals[key] += float(metric(prepare_labels(labels, mask, net.model.return_sequences), preds)) * n
                 count += n
             result.update({k: np.float32(v / count) for k, v in totals.items()})
         return result

@@ -7,7 +7,7 @@ Three pieces, built on the CUDA kernels in ``minirnn.kernels.*_cuda`` (Numba's C
   arrays and runs its forward and backward there (host arrays in: the batch; host arrays out: the
   logits and, for embedding columns, the input gradient);
 - :class:`DeviceTrainer` adds the optimizer (slots on the device, updates and gradient clipping in
-  device kernels) and runs a whole training step of a :class:`~minirnn.network.Network`. Weights go
+  device kernels): the device of :func:`minirnn.step.train_step` for a :class:`~minirnn.network.Network`. Weights go
   back to the host only when asked (:meth:`DeviceTrainer.pull`, before a checkpoint).
 
 Per step the host sends the batch (x, mask, dropout masks drawn from the model's own generator, the
@@ -35,7 +35,7 @@ import numpy as np
 
 from .model import tile_context
 
-__all__ = ["DEVICES", "select_device", "gpu_available", "DeviceModel", "DeviceTrainer"]
+__all__ = ["DEVICES", "select_device", "gpu_available", "trainer_for", "DeviceModel", "DeviceTrainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,17 @@ def select_device(name):
     return "cpu"
 
 
+def trainer_for(device, state, data_parallel=False):
+    """The training steps' device for ``RunConfig.device``: a :class:`DeviceTrainer` of ``state``
+    (a :class:`~minirnn.state.TrainState`) when the device is the GPU, else None (the CPU)."""
+    if device == "cpu" or select_device(device) != "cuda":
+        return None
+    if data_parallel:
+        raise ValueError("RunConfig(device='cuda') with MPI data-parallel training is not supported: use "
+                         "device='cpu' under mpiexec")
+    return DeviceTrainer(state.network, state.optimizer)
+
+
 def _kernels():
     from .kernels import cuda_common, gru_cuda, lstm_cuda, simple_rnn_cuda, updates_cuda
     return cuda_common, {"simple_rnn": simple_rnn_cuda, "lstm": lstm_cuda, "gru": gru_cuda}, updates_cuda
@@ -114,7 +125,7 @@ class DeviceModel:
     model : a built RNNModel. Its host arrays are copied to the device now; :meth:`pull` copies the
         device weights back into them, :meth:`push` copies them to the device again.
 
-    ``params`` and ``grads`` are device arrays aligned with ``model.params()``. ``backward`` replaces
+    ``params`` (a list) and ``grads()`` are device arrays aligned with ``model.params()``. ``backward`` replaces
     the gradients (it does not accumulate across calls).
     """
 
@@ -125,7 +136,7 @@ class DeviceModel:
         self.model = model
         self.dtype = np.dtype(model.dtype)
         self.params = [self._cc.to_device("param", np.ascontiguousarray(p)) for p in model.params()]
-        self.grads = [cc.zeros(tuple(p.shape), self.dtype) for p in self.params]
+        self._grads = [cc.zeros(tuple(p.shape), self.dtype) for p in self.params]
         self._cache = None
         self._final_states = None
 
@@ -146,6 +157,17 @@ class DeviceModel:
         if self._final_states is None:
             return None
         return [[s.copy_to_host() for s in states] for states in self._final_states]
+
+    @property
+    def return_sequences(self):
+        return self.model.return_sequences
+
+    def zero_grads(self):
+        """Nothing to do: :meth:`backward` replaces the gradients."""
+
+    def grads(self):
+        """The device gradient arrays, aligned with ``params``."""
+        return self._grads
 
     # ---- forward / backward -------------------------------------------------------------------
 
@@ -220,10 +242,10 @@ class DeviceModel:
         expected = (B, T, k_out) if model.return_sequences else (B, k_out)
         if np.shape(d_logits) != expected:
             raise ValueError(f"d_logits: expected shape {expected}, got {np.shape(d_logits)}")
-        for g in self.grads:
+        for g in self._grads:
             cc.fill(g, 0.0)
         d2 = cc.to_device("d_logits", np.ascontiguousarray(np.asarray(d_logits, dtype=self.dtype).reshape(-1, k_out)))
-        dK, db = self.grads[-2], self.grads[-1]
+        dK, db = self._grads[-2], self._grads[-1]
         cc.matmul(h2, d2, dK, trans_a=True, accumulate=True)      # logits layer gradients
         cc.col_sum(d2, db)
         H = h2.shape[1]
@@ -240,7 +262,7 @@ class DeviceModel:
             layer = model.layers[idx]
             need_dx = idx > 0 or need_input_grad
             zeros = [cc.zeros((B, layer.units), self.dtype) for _ in range(layer.n_states)]
-            dW, dU, dbias = self.grads[3 * idx:3 * idx + 3]
+            dW, dU, dbias = self._grads[3 * idx:3 * idx + 3]
             dx, _ = self._modules[layer.cell].backward_device(dy, zeros, saved[idx], dW, dU, dbias, need_dx=need_dx)
             if dx is not None and scales[idx] is not None:
                 cc.scale_into(dx, dx, scales[idx])
@@ -359,48 +381,33 @@ class DeviceTrainer:
                 for k, d in dev.items():
                     host[k][...] = d.copy_to_host()
 
-    # ---- one step -----------------------------------------------------------------------------
+    # ---- the step's device model (minirnn.step.train_step(..., device=trainer)) ---------------
 
-    def train_step(self, features, loss_fn, initial_states=None):
-        """Forward, loss, backward and update for one batch; returns the loss.
+    def forward(self, features, training=False, initial_states=None):
+        """The network's forward with the recurrent model on the device: -> host (logits, mask)."""
+        return self.network.forward(features, training=training, initial_states=initial_states, model=self.model)
 
-        ``loss_fn(logits, mask)`` gets the host logits ([B, k] or [B, T, k]) and mask [B, T] and
-        returns an object with ``loss`` (a float) and ``d_logits`` (same shape as the logits), e.g.
-        a head's ``LossResult``; it may raise (a non-finite loss) to stop before the update.
-        """
-        net = self.network
-        x, mask = net.sequence.forward(features)
-        context = net.context.forward(features) if net.context else None
-        if context is not None and context.shape[0] != x.shape[0]:
-            raise ValueError(f"context features have {context.shape[0]} examples, sequence features {x.shape[0]}")
-        logits = self.model.forward(x, mask, context, training=True, initial_states=initial_states)
-        result = loss_fn(logits, mask)
-        need_input = any(layer.embeddings.columns for layer in net._feature_layers)
-        d_sequence, d_context = self.model.backward(result.d_logits, need_input_grad=need_input)
-        host_grads = []
-        if need_input:
-            host_grads += net.sequence.backward(d_sequence)
-            if net.context:
-                host_grads += net.context.backward(d_context)
-        n_all = len(self._host_keep)
-        host_params = net.params()[:n_all]
-        if len(host_grads) != n_all:
-            raise RuntimeError(f"feature layers returned {len(host_grads)} gradients for {n_all} tables")
-        keep = self._host_keep
-        self.apply([p for p, k in zip(host_params, keep) if k], [g for g, k in zip(host_grads, keep) if k])
-        self.steps += 1
-        return result.loss
+    def backward(self, d_logits):
+        """Gradients aligned with the network's params(): host arrays (SparseRows) for the feature
+        layers, the device gradient arrays for the recurrent model."""
+        return self.network.backward(d_logits, model=self.model)
 
-    def apply(self, host_params, host_grads):
-        """One optimizer update: the model parameters on the device (from ``model.grads``), the
-        trainable host parameters (embedding tables) from ``host_grads`` on the host, with the
-        optimizer's clipping over both; ``optimizer.iterations`` += 1."""
+    def trainable(self):
+        return self.network.trainable()
+
+    def apply(self, grads):
+        """One optimizer update, ``grads`` aligned with the network's trainable parameters (as
+        :meth:`backward` and :func:`minirnn.step.gradients` give them): the trainable host parameters
+        (embedding tables) are updated on the host, the model's on the device (from ``model.grads()``),
+        with the optimizer's clipping over both; ``optimizer.iterations`` += 1; ``steps`` += 1."""
         from . import optimizers as opt_module
         cc, updates, optimizer = self._cc, self._updates, self.optimizer
-        if len(host_params) != self._n_host or len(host_grads) != self._n_host:
-            raise ValueError(f"apply: expected {self._n_host} host parameters and gradients, got "
-                             f"{len(host_params)} and {len(host_grads)}")
-        dev_params, dev_grads = self.model.params, self.model.grads
+        n_all = len(self._host_keep)
+        host_params = [p for p, keep in zip(self.network.params()[:n_all], self._host_keep) if keep]
+        host_grads = list(grads[:self._n_host])
+        if len(grads) != self._n_host + len(self.model.params):
+            raise ValueError(f"apply: expected {self._n_host + len(self.model.params)} gradients, got {len(grads)}")
+        dev_params, dev_grads = self.model.params, self.model.grads()
         dtype = self.model.dtype
         if optimizer._slots is None:                 # first update: slots for every trainable parameter
             host_model = self.network.model.params()
@@ -443,3 +450,4 @@ class DeviceTrainer:
             flat_slots = {name: v.reshape(v.size) for name, v in slots.items()}
             rule, args = _rule_args(optimizer, flat_slots, lr, cast)
             updates.launch(rule, p.reshape(p.size), g.reshape(g.size), self._scales, k, *args)
+        self.steps += 1

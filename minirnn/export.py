@@ -32,6 +32,7 @@ import numpy as np
 
 from . import feature_column as fc
 from .heads import BinaryClassHead, MultiClassHead, head_from_config
+from .predictions import initial_states_from_features, predict_batch
 
 FORMAT = "minirnn-export-1"
 
@@ -97,71 +98,6 @@ def column_from_spec(spec, custom_objects=None):
     raise ValueError(f"unknown feature column type {kind!r} in {spec!r}")
 
 
-# ---- predictions (shared by the estimators and the exported model) ---------------------------
-
-def state_keys_and_values(model):
-    """TF1's ``rnn_cell_state_i`` outputs: the final states flattened depth first, an LSTM layer as
-    (c, h) like TF1's LSTMStateTuple, other layers as h."""
-    flat = []
-    for layer, states in zip(model.layers, model.final_states):
-        flat += [states[1], states[0]] if len(states) == 2 else list(states)
-    return {f"rnn_cell_state_{i}": s for i, s in enumerate(flat)}
-
-
-def initial_states_from_features(model, features):
-    """Per-layer initial states from ``rnn_cell_state_i`` features (all or none), else None."""
-    sizes = []
-    for layer in model.layers:
-        sizes += [layer.units] * layer.n_states
-    given = [f"rnn_cell_state_{i}" for i in range(len(sizes)) if f"rnn_cell_state_{i}" in features]
-    extra = [k for k in features if k.startswith("rnn_cell_state_") and k not in
-             {f"rnn_cell_state_{i}" for i in range(len(sizes))}]
-    if extra:
-        raise ValueError(f"features {extra}: the model has {len(sizes)} state tensors "
-                         f"(rnn_cell_state_0..{len(sizes) - 1})")
-    if not given:
-        return None
-    if len(given) != len(sizes):
-        raise ValueError(f"RNN state was partially specified: expected zero or {len(sizes)} state features "
-                         f"(rnn_cell_state_0..{len(sizes) - 1}), got {len(given)}: {given}")
-    flat = []
-    for i, size in enumerate(sizes):
-        s = np.asarray(features[f"rnn_cell_state_{i}"], dtype=model.dtype)
-        if s.ndim != 2 or s.shape[1] != size:
-            raise ValueError(f"feature 'rnn_cell_state_{i}': expected shape [batch, {size}], got {s.shape}")
-        flat.append(np.ascontiguousarray(s))
-    out, k = [], 0
-    for layer in model.layers:
-        if layer.n_states == 2:                        # TF1 order (c, h) -> the layer's [h, c]
-            out.append([flat[k + 1], flat[k]])
-        else:
-            out.append(flat[k:k + layer.n_states])
-        k += layer.n_states
-    return out
-
-
-def predict_batch(kind, head, network, features, mask_key="sequence_mask", options=None):
-    """Prediction arrays for one batch (leading axis = examples) and the step mask."""
-    options = options or {}
-    initial = initial_states_from_features(network.model, features) if kind == "dynamic_rnn" else None
-    logits, mask = network.forward(features, training=False, initial_states=initial)
-    if kind != "dynamic_rnn":
-        out = dict(head.predictions(logits))
-        if network.model.return_sequences:
-            out[mask_key] = mask
-        return out, mask
-    out = {}
-    if isinstance(head, (BinaryClassHead, MultiClassHead)):
-        p = head.predictions(logits)
-        out["classes"] = p["class_ids"][..., 0]
-        if options.get("predict_probabilities"):
-            out["probabilities"] = p["probabilities"]
-    else:
-        out["scores"] = logits[..., 0]
-    out.update(state_keys_and_values(network.model))
-    return out, mask
-
-
 def signatures_for(kind, head, receiver, single_value=True):
     """Signature name -> {"method", "outputs": {output name: prediction key}}."""
     predict = {"method": "predict", "outputs": None}               # None: every prediction key
@@ -193,6 +129,25 @@ def _select(signature, predictions):
 
 
 # ---- writing and loading ----------------------------------------------------------------------
+
+def export_network(export_dir_base, network, head, kind, spec, step, modes, columns, assets_extra=None,
+                   as_text=False):
+    """Write an estimator's network as a bundle: ``spec`` (the estimator's description) completed
+    with the step, the exported ``modes`` ({'infer'|'eval': receiver fn}) and their signatures; the
+    columns' vocabulary files become assets. Returns the bundle's path (bytes, as TF)."""
+    receiver = receiver_description(modes.get("infer", modes.get("eval")))
+    spec = dict(spec, format=FORMAT, global_step=step, modes=sorted(modes), receiver=receiver,
+                signatures=signatures_for(kind, head, receiver["receiver"], not network.model.return_sequences))
+    spec["network"] = {k: v for k, v in spec["network"].items() if k != "backend"}
+    assets = []
+    for col in columns:                       # every column and the columns it is built on
+        while col is not None:
+            if getattr(col, "file", None):
+                assets.append(col.file)
+            col = getattr(col, "categorical", None) or getattr(col, "source", None)
+    return write_bundle(export_dir_base, spec, dict(zip(network.param_names(), network.params())), assets,
+                        assets_extra, as_text)
+
 
 def write_bundle(export_dir_base, spec, variables, asset_files=(), assets_extra=None, as_text=False):
     """Write a bundle under ``export_dir_base/<unix seconds>`` atomically; returns its path (bytes, as TF)."""
@@ -296,8 +251,10 @@ class ExportedModel:
     def export_onnx(self, path, opset=None, id_inputs=()):
         """This bundle as an ONNX file served by onnxruntime; returns ``path``. Needs the ``onnx``
         extra; see :func:`minirnn.onnx_export.export_onnx`."""
-        from .onnx_export import export_onnx
-        return export_onnx(self, path, opset=opset, id_inputs=id_inputs)
+        from .onnx_graph import write_onnx
+        spec = self.spec
+        return write_onnx(self._network, self._head, spec.get("kind", "rnn"), spec.get("options") or {},
+                          f"{spec.get('estimator', 'export')} export {self.path}", path, opset, id_inputs)
 
 
 def load_exported(path, custom_objects=None):

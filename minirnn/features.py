@@ -16,7 +16,7 @@ import numpy as np
 
 from . import feature_column as fc
 from .inputs import _is_padding, parse_sequence, ragged_tokens
-from .optimizers import SparseRows
+from .sparse import SparseRows
 
 
 def _dense_columns(columns, sequence, where):

@@ -66,25 +66,29 @@ class Network:
 
     # ---- forward / backward -------------------------------------------------------------------
 
-    def forward(self, features, training=False, initial_states=None):
-        """(logits, mask): logits [B, k] (or [B, T, k] with return_sequences), mask [B, T]."""
+    def forward(self, features, training=False, initial_states=None, model=None):
+        """(logits, mask): logits [B, k] (or [B, T, k] with return_sequences), mask [B, T].
+
+        ``model``: run the recurrent part on this model instead of ``self.model`` (one with the
+        same forward/backward/zero_grads/grads, e.g. a :class:`minirnn.cuda.DeviceModel`)."""
         x, mask = self.sequence.forward(features)
         context = self.context.forward(features) if self.context else None
         if context is not None and context.shape[0] != x.shape[0]:
             raise ValueError(f"context features have {context.shape[0]} examples, sequence features {x.shape[0]}")
-        logits = self.model.forward(x, mask, context, training=training, initial_states=initial_states)
+        logits = (model or self.model).forward(x, mask, context, training=training, initial_states=initial_states)
         return logits, mask
 
-    def backward(self, d_logits):
-        """Gradients aligned with params(): SparseRows for embedding tables, arrays for the rest.
-        The dense ones are the model's gradient buffers, cleared and refilled by every call: apply
-        them before the next backward."""
+    def backward(self, d_logits, model=None):
+        """Gradients aligned with params(): SparseRows for embedding tables, arrays for the rest
+        (``model``'s, as in :meth:`forward`). The dense ones are the model's gradient buffers,
+        cleared and refilled by every call: apply them before the next backward."""
+        model = model or self.model
         need_input = any(layer.embeddings.columns for layer in self._feature_layers)
-        self.model.zero_grads()
-        d_sequence, d_context = self.model.backward(d_logits, need_input_grad=need_input)
+        model.zero_grads()
+        d_sequence, d_context = model.backward(d_logits, need_input_grad=need_input)
         grads = []
         if need_input:
             grads += self.sequence.backward(d_sequence)
             if self.context:
                 grads += self.context.backward(d_context)
-        return grads + self.model.grads()
+        return grads + model.grads()

@@ -28,58 +28,18 @@ import math
 
 import numpy as np
 
+from . import kernels
 from .kernels import updates
+from .sparse import SparseRows
 
 __all__ = ["SparseRows", "Optimizer", "SGD", "Momentum", "Adagrad", "Adam", "RMSProp", "Ftrl", "get",
            "ExponentialDecay", "clip_by_norm", "clip_by_global_norm"]
 
 
-class SparseRows:
-    """A gradient that is zero except in some rows of a 2-D parameter (an embedding table):
-    ``rows`` [n] distinct row indices, ``values`` [n, ...] their gradients, ``shape`` the parameter's.
-
-    Optimizers update only these rows and their slots. For SGD and Adagrad that equals the dense
-    update (a zero gradient changes nothing). For Momentum, Adam, RMSProp and Ftrl, untouched rows
-    keep their values and slots (no decay of momentum or moments; Ftrl does not recompute them):
-    TF's "lazy" sparse update (LazyAdam), not Keras's dense Adam, which moves every row each step.
-    """
-
-    def __init__(self, rows, values, shape):
-        rows = np.asarray(rows)
-        if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
-            raise TypeError(f"SparseRows: rows must be a 1-D array of integers, got {rows.dtype} {rows.shape}")
-        self.rows = rows.astype(np.int64)
-        self.values = np.asarray(values)
-        self.shape = tuple(shape)
-        if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= self.shape[0]):
-            raise ValueError(f"SparseRows: rows must be in [0, {self.shape[0]}), got {self.rows.min()}..{self.rows.max()}")
-        if self.values.shape != (len(self.rows),) + self.shape[1:]:
-            raise ValueError(f"SparseRows: values {self.values.shape} do not fit {len(self.rows)} rows of {self.shape}")
-        increasing = self.rows.size < 2 or bool(np.all(self.rows[1:] > self.rows[:-1]))   # the usual case: cheap
-        if not increasing and len(np.unique(self.rows)) != len(self.rows):
-            raise ValueError("SparseRows: rows must be distinct")
-
-    @classmethod
-    def _distinct(cls, rows, values, shape):
-        """A SparseRows from arrays minirnn made itself (int64 rows, distinct and within ``shape``,
-        values of matching shape), without the checks of the constructor."""
-        self = cls.__new__(cls)
-        self.rows, self.values, self.shape = rows, values, tuple(shape)
-        return self
-
-    def scaled(self, factor):
-        return SparseRows._distinct(self.rows, self.values * factor, self.shape)
-
-    def to_dense(self):
-        dense = np.zeros(self.shape, dtype=self.values.dtype)
-        dense[self.rows] = self.values
-        return dense
-
-
 def _sum_squares(g):
     values = np.asarray(g.values if isinstance(g, SparseRows) else g)
     if values.dtype.char in "fd" and values.dtype.isnative:   # what apply() passes: one compiled call
-        return float(updates.compiled("sum_squares")(values.ravel()))
+        return float(kernels.load_update("sum_squares")(values.ravel()))
     return float(updates.sum_squares(values))
 
 
@@ -248,7 +208,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate, **kwargs)
 
     def _update(self, w, g, slots, lr, cast):
-        updates.compiled("sgd")(w, g, cast(lr))
+        kernels.load_update("sgd")(w, g, cast(lr))
 
 
 class Momentum(Optimizer):
@@ -266,7 +226,7 @@ class Momentum(Optimizer):
         return {"momentum": self.momentum, "use_nesterov": self.use_nesterov}
 
     def _update(self, w, g, slots, lr, cast):
-        updates.compiled("momentum")(w, g, slots["momentum"], cast(lr), cast(self.momentum), self.use_nesterov)
+        kernels.load_update("momentum")(w, g, slots["momentum"], cast(lr), cast(self.momentum), self.use_nesterov)
 
 
 class Adagrad(Optimizer):
@@ -288,7 +248,7 @@ class Adagrad(Optimizer):
         return np.full_like(param, self.initial_accumulator_value)
 
     def _update(self, w, g, slots, lr, cast):
-        updates.compiled("adagrad")(w, g, slots["accumulator"], cast(lr), cast(self.epsilon))
+        kernels.load_update("adagrad")(w, g, slots["accumulator"], cast(lr), cast(self.epsilon))
 
 
 class Adam(Optimizer):
@@ -311,7 +271,7 @@ class Adam(Optimizer):
     def _update(self, w, g, slots, lr, cast):
         t = self.iterations       # already incremented: this update's step, from 1
         lr_t = lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
-        updates.compiled("adam")(w, g, slots["m"], slots["v"], cast(lr_t), cast(self.beta_1),
+        kernels.load_update("adam")(w, g, slots["m"], slots["v"], cast(lr_t), cast(self.beta_1),
                                  cast(self.beta_2), cast(self.epsilon))
 
 
@@ -334,7 +294,7 @@ class RMSProp(Optimizer):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon, "centered": self.centered}
 
     def _update(self, w, g, slots, lr, cast):
-        updates.compiled("rmsprop")(w, g, slots["rms"], slots["mg"], slots["momentum"], cast(lr),
+        kernels.load_update("rmsprop")(w, g, slots["rms"], slots["mg"], slots["momentum"], cast(lr),
                                     cast(self.rho), cast(self.momentum), cast(self.epsilon), self.centered)
 
 
@@ -372,7 +332,7 @@ class Ftrl(Optimizer):
         return np.full_like(param, value)
 
     def _update(self, w, g, slots, lr, cast):
-        updates.compiled("ftrl")(w, g, slots["accumulator"], slots["linear"], cast(lr),
+        kernels.load_update("ftrl")(w, g, slots["accumulator"], slots["linear"], cast(lr),
                                  cast(self.learning_rate_power), cast(self.l1), cast(self.l2), cast(self.beta))
 
 

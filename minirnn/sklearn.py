@@ -44,9 +44,11 @@ import warnings
 import numpy as np
 
 from . import optimizers as _opt
-from .estimator import NotFittedError as _MinirnnNotFittedError
+from .errors import NotFittedError as _MinirnnNotFittedError
 from .heads import BinaryClassHead, MultiClassHead, RegressionHead
 from .model import CELLS, RNNModel
+from .state import TrainState
+from .step import train_step
 
 try:                                      # scikit-learn >= 1.6 (tags API); optional
     from sklearn.base import BaseEstimator as _Base
@@ -366,6 +368,31 @@ def _seed(random_state):
 # the shared estimator
 # ---------------------------------------------------------------------------------------------
 
+class _ArrayNetwork:
+    """An RNNModel seen as the network of :func:`minirnn.step.train_step`: features are (x, mask)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def forward(self, features, training=False, initial_states=None):
+        x, mask = features
+        return self.model.forward(x, mask, training=training, initial_states=initial_states), mask
+
+    def backward(self, d_logits):
+        self.model.zero_grads()
+        self.model.backward(d_logits)
+        return self.model.grads()
+
+    def params(self):
+        return self.model.params()
+
+    def param_names(self):
+        return self.model.param_names()
+
+    def trainable(self):
+        return [True] * len(self.model.params())
+
+
 class _SequenceEstimator(_Base):
     """Shared training and prediction; subclasses define the head, the targets and the outputs."""
 
@@ -577,22 +604,19 @@ class _SequenceEstimator(_Base):
         self.optimizer_.global_clipnorm = fresh.global_clipnorm
 
     def _epoch(self, seqs, targets, weights, rows):
-        model, head, optimizer = self.model_, self._head, self.optimizer_
+        state = TrainState(_ArrayNetwork(self.model_), self.optimizer_, self.t_)
         order = self._shuffle_rng.permutation(rows) if self.shuffle else rows
         total = 0.0
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            x, mask = seqs.batch(idx)
-            logits = model.forward(x, mask, training=True)
-            result = head.loss(logits, targets[idx], None if weights is None else weights[idx])
-            if not np.isfinite(result.loss):
-                raise FloatingPointError(f"loss is {result.loss} at epoch {self.n_iter_ + 1}: training diverged "
-                                         "(lower learning_rate or set gradient_clipping_norm)")
-            model.zero_grads()
-            model.backward(result.d_logits)
-            optimizer.apply(model.params(), model.grads())
-            total += result.loss * len(idx)
-            self.t_ += 1
+            try:
+                loss = train_step(state, self._head, seqs.batch(idx), targets[idx],
+                                  weights=None if weights is None else weights[idx])
+            except FloatingPointError as error:
+                raise FloatingPointError(f"{error} (epoch {self.n_iter_ + 1}; lower learning_rate or set "
+                                         "gradient_clipping_norm)") from None
+            total += loss * len(idx)
+            self.t_ = state.global_step
         self.n_iter_ += 1
         self.loss_curve_.append(total / len(order))
 

@@ -21,7 +21,7 @@ import numbers
 import os
 import time
 
-from .estimator import SessionRunHook
+from .hooks import SessionRunHook
 
 __all__ = ["EventWriter", "SummarySaverHook", "write_scalars"]
 

@@ -27,6 +27,8 @@ from minirnn import feature_column as fc  # noqa: E402
 from minirnn import optimizers as O  # noqa: E402
 from minirnn.cuda import DeviceModel, DeviceTrainer, select_device  # noqa: E402
 from minirnn.heads import BinaryClassHead, MultiClassHead  # noqa: E402
+from minirnn.state import TrainState  # noqa: E402
+from minirnn.step import train_step  # noqa: E402
 from minirnn.kernels import cuda_common as cc, updates, updates_cuda  # noqa: E402
 from minirnn.model import RNNModel  # noqa: E402
 from minirnn.network import Network  # noqa: E402
@@ -132,7 +134,7 @@ def test_device_model_forward_backward_match_the_cpu(return_sequences):
     d_seq_d, d_ctx_d = device.backward(d_logits, need_input_grad=True)
     np.testing.assert_allclose(d_seq_d, d_seq, rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(d_ctx_d, d_ctx, rtol=1e-11, atol=1e-12)
-    for name, g, g_d in zip(cpu.param_names(), cpu.grads(), device.grads):
+    for name, g, g_d in zip(cpu.param_names(), cpu.grads(), device.grads()):
         np.testing.assert_allclose(g_d.copy_to_host(), g, rtol=1e-11, atol=1e-12, err_msg=name)
 
 
@@ -191,9 +193,10 @@ def test_device_training_steps_match_cpu_training(cell_type, optimizer, dtype, t
     net_cpu, net_dev = _network(cell_type, dtype), _network(cell_type, dtype)
     opt_cpu, opt_dev = copy.deepcopy(optimizer), copy.deepcopy(optimizer)
     trainer = DeviceTrainer(net_dev, opt_dev)
+    state = TrainState(net_dev, opt_dev)
     for step in range(3):
         loss = _cpu_step(net_cpu, opt_cpu, head)
-        loss_d = trainer.train_step(FEATURES, lambda logits, mask: head.loss(logits, LABELS))
+        loss_d = train_step(state, head, FEATURES, LABELS, device=trainer)
         assert loss_d == pytest.approx(loss, rel=tol, abs=tol)
     assert opt_dev.iterations == opt_cpu.iterations == 3
     trainer.pull()                                           # weights and slots back to the host
@@ -219,13 +222,13 @@ def test_trainer_resumes_from_host_state_and_refuses_custom_optimizers():
     labels = np.array([1, 0, 1])
     opt = O.Momentum(0.1, momentum=0.9)
     trainer = DeviceTrainer(net, opt)
-    trainer.train_step(FEATURES, lambda logits, mask: head.loss(logits, labels))
+    train_step(TrainState(net, opt), head, FEATURES, labels, device=trainer)
     trainer.pull()
     # a second trainer (a later train() call) starts from the host weights and slots
     net_cpu = copy.deepcopy(net)
     opt_cpu = copy.deepcopy(opt)
     trainer2 = DeviceTrainer(net, opt)
-    trainer2.train_step(FEATURES, lambda logits, mask: head.loss(logits, labels))
+    train_step(TrainState(net, opt), head, FEATURES, labels, device=trainer2)
     trainer2.pull()
     logits, _ = net_cpu.forward(FEATURES, training=True)
     grads = net_cpu.backward(head.loss(logits, labels).d_logits)
@@ -259,7 +262,7 @@ def test_estimator_trains_on_the_device_and_its_checkpoints_serve_the_cpu(tmp_pa
         return est
 
     gpu, cpu = train("cuda", tmp_path / "gpu"), train("cpu", tmp_path / "cpu")
-    assert gpu._trainer is None                          # dropped at the end of train()
+    assert gpu._session.device is None                          # dropped at the end of train()
     assert gpu.latest_checkpoint().endswith("model.ckpt-3.h5")
     for name in gpu.get_variable_names():
         np.testing.assert_allclose(gpu.get_variable_value(name), cpu.get_variable_value(name), rtol=1e-4,

@@ -18,7 +18,7 @@ import minirnn
 from minirnn import distributed as dist
 from minirnn import feature_column as fc
 from minirnn import optimizers as opt
-from minirnn.estimator import SessionRunHook
+from minirnn.hooks import SessionRunHook
 from minirnn.heads import BinaryClassHead
 from minirnn.inputs import numpy_input_fn
 
@@ -84,7 +84,7 @@ def build(model_dir, seed=0, embedding="auto", timeout=None, reduction="sum_over
     est = minirnn.RNNEstimator(head, columns, units=[5], cell_type="lstm",
                                optimizer=RecordingAdam(learning_rate=0.05, global_clipnorm=CLIP), config=config)
     est._net_args["dtype"] = "float64"                      # float64: ranks and one process agree to round-off
-    est._network = est._new_network()
+    est._session.state.network = est._session.new_network()
     return est
 
 
@@ -101,7 +101,7 @@ def scenario_train(out, base, embedding):
     est = build(os.path.join(base, "a"), embedding=embedding)
     record = Record()
     est.train(train_fn, steps=4, hooks=[record], saving_listeners=[record])
-    result = {"grads": est._optimizer.seen[0], "params": [p.copy() for p in est._network.params()],
+    result = {"grads": est._session.state.optimizer.seen[0], "params": [p.copy() for p in est._session.state.network.params()],
               "losses": record.losses, "saves": record.saves}
     metrics = est.evaluate(eval_fn)
     exact = est.evaluate(eval_fn, exact_auc=True, name="exact")
@@ -111,13 +111,13 @@ def scenario_train(out, base, embedding):
     # a new estimator on the same model_dir, without a seed: rank 0's checkpoint must reach every rank
     resumed = build(os.path.join(base, "a"), seed=None, embedding=embedding)
     resumed.train(train_fn, steps=2)
-    result["resumed"] = resumed._network.params()
-    result["resumed_slots"] = [s["m"] for s in resumed._optimizer._slots]
+    result["resumed"] = resumed._session.state.network.params()
+    result["resumed_slots"] = [s["m"] for s in resumed._session.state.optimizer._slots]
     # per-rank input: shard_input_fn gives each rank its rows of the same global batches
     sharded = build(os.path.join(base, "b"), embedding=embedding)
     sharded.train(dist.shard_input_fn(features, labels, batch_size=BATCH, num_epochs=None, shuffle=True, seed=1),
                   steps=4)
-    result["sharded"] = sharded._network.params()
+    result["sharded"] = sharded._session.state.network.params()
     np.savez(os.path.join(out, f"train-{rank_tag()}.npz"),
              **{f"grad{k}": g for k, g in enumerate(result["grads"])},
              **{f"param{k}": p for k, p in enumerate(result["params"])},
@@ -128,8 +128,8 @@ def scenario_train(out, base, embedding):
              **{f"exact:{k}": v for k, v in exact.items()},
              losses=np.array(result["losses"]), saves=result["saves"],
              probabilities=np.zeros(0) if probabilities is None else probabilities,
-             written=written["probabilities"], step=resumed._global_step,
-             **{f"stats:{k}": v for k, v in (est._distribution().stats if est._distribution() else {}).items()})
+             written=written["probabilities"], step=resumed._session.state.global_step,
+             **{f"stats:{k}": v for k, v in getattr(est._session.runner(), "stats", {}).items()})
 
 
 def scenario_reduction(out, base, reduction):
@@ -143,7 +143,7 @@ def scenario_reduction(out, base, reduction):
     record = Record()
     est.train(numpy_input_fn(features, labels, batch_size=N, shuffle=False), steps=1, hooks=[record])
     np.savez(os.path.join(out, f"{reduction}-{rank_tag()}.npz"), losses=np.array(record.losses),
-             **{f"grad{k}": g for k, g in enumerate(est._optimizer.seen[0])})
+             **{f"grad{k}": g for k, g in enumerate(est._session.state.optimizer.seen[0])})
 
 
 def scenario_fail(out, base, how):

@@ -51,7 +51,7 @@ def test_constructor_errors(tmp_path, args, kwargs, match):
 
 def test_integers_accepted_where_tf1_demanded_floats(tmp_path):
     est = make(tmp_path, learning_rate=1, gradient_clipping_norm=5, optimizer="Momentum", momentum=0.9)
-    assert est._optimizer.global_clipnorm == 5.0 and est._optimizer.learning_rate == 1.0
+    assert est._session.state.optimizer.global_clipnorm == 5.0 and est._session.state.optimizer.learning_rate == 1.0
 
 
 def test_not_fitted_before_any_checkpoint(tmp_path):
@@ -73,8 +73,8 @@ def test_single_value_classification_keys_and_states(tmp_path):
     assert [p[f"rnn_cell_state_{i}"].shape for i in range(4)] == [(16,), (16,), (8,), (8,)]   # c0 h0 c1 h1
     assert sorted(est.evaluate(x=x, y=y)) == ["accuracy", "global_step", "loss"]
     # TF1 order for an LSTM layer: (c, h); h is the layer's output, the [h, c] of minirnn's layer
-    est._network.forward({"x": x[:1]})
-    h, c = est._network.model.final_states[0]
+    est._session.state.network.forward({"x": x[:1]})
+    h, c = est._session.state.network.model.final_states[0]
     np.testing.assert_allclose(p["rnn_cell_state_0"], c[0], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(p["rnn_cell_state_1"], h[0], rtol=1e-6, atol=1e-7)
 
@@ -133,7 +133,7 @@ def test_partial_fit_get_params_set_params(tmp_path):
     params = est.get_params()
     assert params["num_units"] == 4 and params["cell_type"] == "basic_rnn" and params["learning_rate"] == 0.1
     est.set_params(learning_rate=0.01)
-    assert est.get_params()["learning_rate"] == 0.01 and est._optimizer.learning_rate == 0.01
+    assert est.get_params()["learning_rate"] == 0.01 and est._session.state.optimizer.learning_rate == 0.01
     est.partial_fit(x=x, y=y)                          # continues from the checkpoint
     assert est.get_variable_value("global_step") == 3
     with pytest.raises(ValueError, match="Invalid parameter num_unitz for estimator DynamicRnnEstimator"):

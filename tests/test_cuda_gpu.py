@@ -75,6 +75,6 @@ def test_device_model_matches_cpu_model_float32():
     cpu.zero_grads()
     cpu.backward(d_logits)
     device.backward(d_logits)
-    for g, g_d in zip(cpu.grads(), device.grads):
+    for g, g_d in zip(cpu.grads(), device.grads()):
         scale = max(np.abs(g).max(), 1e-6)
         np.testing.assert_allclose(g_d.copy_to_host() / scale, g / scale, atol=1e-4)

@@ -381,7 +381,7 @@ def test_predict_keeps_the_model_in_memory(tmp_path, monkeypatch):
     reads.clear()
     list(clf.predict(once_input(seqs[:2])))
     list(clf.predict(once_input(seqs[:2])))
-    assert len(reads) == 1 and reads[0][0].endswith("model.ckpt-2.h5") and clf._global_step == 2
+    assert len(reads) == 1 and reads[0][0].endswith("model.ckpt-2.h5") and clf._session.state.global_step == 2
 
 
 def test_return_sequences_predictions_mask_and_trim(tmp_path):

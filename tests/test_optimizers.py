@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from minirnn import kernels
 from minirnn import optimizers as O
 
 
@@ -95,7 +96,7 @@ def test_compiled_loops_equal_the_numpy_rules(name, dtype):
     n = 1003                                             # not a multiple of any vector width
     hyper = [dtype(h) if isinstance(h, float) else h for h in RULE_HYPER[name]]
     runs = []
-    for update in (updates.compiled(name), updates.in_place(name)):
+    for update in (kernels.load_update(name), updates.in_place(name)):
         rng = np.random.default_rng(3)
         w = rng.standard_normal(n).astype(dtype)
         slots = [np.abs(rng.standard_normal(n)).astype(dtype) + dtype(0.1) for _ in range(updates.SLOTS[name])]
@@ -108,7 +109,7 @@ def test_compiled_loops_equal_the_numpy_rules(name, dtype):
                 update(w, g, *slots, *hyper)
         runs.append([w] + slots)
     from minirnn.kernels import updates_cpu
-    assert updates.compiled(name) is updates_cpu.LOOPS[name]   # the first run was the compiled loop
+    assert kernels.load_update(name) is updates_cpu.LOOPS[name]   # the first run was the compiled loop
     tol = 1e-12 if dtype == np.float64 else 2e-5         # float32: Ftrl's n'^-p - n^-p cancels
     for compiled, reference in zip(*runs):
         assert compiled.dtype == dtype
@@ -122,7 +123,7 @@ def test_sum_squares_compiled_equals_numpy():
     from minirnn.kernels import updates
     g = np.random.default_rng(0).standard_normal(5000).astype(np.float32) * 1e3
     expected = float(np.sum(g.astype(np.float64) ** 2))
-    assert abs(updates.compiled("sum_squares")(g) - expected) <= 1e-12 * expected
+    assert abs(kernels.load_update("sum_squares")(g) - expected) <= 1e-12 * expected
     assert abs(updates.sum_squares(g) - expected) <= 1e-12 * expected
 
 
@@ -137,7 +138,7 @@ def test_clipping_takes_any_float_array():
 def test_compiled_rule_is_numba():
     from minirnn.kernels import updates
     O.Adam().apply([np.zeros(3)], [np.ones(3)])
-    assert hasattr(updates.compiled("adam"), "signatures") and updates.compiled("adam").signatures
+    assert hasattr(kernels.load_update("adam"), "signatures") and kernels.load_update("adam").signatures
 
 
 def test_clipping_per_tensor_and_global():
