@@ -93,6 +93,7 @@ def arrays(n=20, seed=3):
 # end to end
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ts_train_evaluate_predict_export(tmp_path):
     sequences, labels = write_ts(tmp_path / "rise.ts")
     train = minirnn_cli("train", "rise.ts", "--model-dir", "run", "--steps", 20, "--batch-size", 8, "--units", "8",
@@ -149,6 +150,7 @@ def test_ts_train_evaluate_predict_export(tmp_path):
                    "holds a model trained with --units 8")
 
 
+@pytest.mark.slow
 def test_long_csv_with_time_column_then_predict(tmp_path):
     write_long_csv(tmp_path / "steps.csv")
     train = minirnn_cli("train", "steps.csv", "--id-column", "series", "--time-column", "t", "--label-column",

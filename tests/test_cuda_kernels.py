@@ -5,13 +5,17 @@ simulator must be switched on before Numba is first imported (see ``_cuda_subpro
 On a machine with a real GPU, ``test_cuda_gpu.py`` runs larger shapes on the device itself.
 """
 
+import pytest
+
 from _cuda_subprocess import run_simulated
 
 
+@pytest.mark.cudasim
 def test_cuda_kernels_under_the_simulator(tmp_path):
     run_simulated("_cuda_kernels_sim.py", tmp_path)
 
 
+@pytest.mark.cudasim
 def test_cuda_benchmark_validation_runs_under_the_simulator(tmp_path):
     # benchmarks/bench_cuda.py cannot time anything without a GPU; its validation path must still work
     import os

@@ -1,11 +1,10 @@
 """Training on the device (``minirnn.cuda``) against CPU training, under Numba's CUDA simulator;
-device selection without a GPU; the import rules of the CUDA modules.
+device selection without a GPU. (The import rules of the kernel modules: test_architecture.py.)
 
 The simulator tests are in ``_cuda_training_sim.py`` and run in a child process (the simulator must
 be on before Numba is first imported; see ``_cuda_subprocess.py``).
 """
 
-import ast
 import logging
 import os
 import subprocess
@@ -15,39 +14,11 @@ import pytest
 
 from _cuda_subprocess import run_simulated
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CUDA_KERNELS = ["cuda_common.py", "simple_rnn_cuda.py", "lstm_cuda.py", "gru_cuda.py", "updates_cuda.py"]
-CPU_KERNELS = ["simple_rnn.py", "lstm.py", "gru.py", "_jit.py", "updates.py", "updates_cpu.py", "reference.py", "__init__.py"]
 
 
+@pytest.mark.cudasim
 def test_cuda_training_under_the_simulator(tmp_path):
     run_simulated("_cuda_training_sim.py", tmp_path)
-
-
-def _imports(path):
-    tree = ast.parse(open(path, encoding="utf-8").read())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = "." * node.level + (node.module or "")
-            names |= {f"{base}.{a.name}" if node.module == "numba" else base for a in node.names}
-    return names
-
-
-@pytest.mark.parametrize("name", CUDA_KERNELS)
-def test_cuda_kernel_modules_import_only_numpy_numba_and_each_other(name):
-    for module in _imports(os.path.join(ROOT, "kernels", name)):
-        assert module.split(".")[0] in ("numpy", "numba", "functools", "math", "sys", "threading") \
-            or module.startswith("."), module
-        assert "minirnn" not in module, module
-
-
-@pytest.mark.parametrize("name", CPU_KERNELS)
-def test_cpu_kernel_modules_never_import_numba_cuda(name):
-    imports = _imports(os.path.join(ROOT, "kernels", name))
-    assert not any("cuda" in m for m in imports), imports
 
 
 def test_importing_minirnn_cuda_does_not_load_numba_cuda(tmp_path):

@@ -25,6 +25,8 @@ from minirnn.inputs import SparseInput, hdf5_input_fn, numpy_input_fn
 
 import _mpi_worker as worker
 
+pytestmark = pytest.mark.mpi
+
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mpi_worker.py")
 TIMEOUT = 150                       # seconds for one mpiexec run: a hang fails the test instead of the suite
 
