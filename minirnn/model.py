@@ -225,54 +225,35 @@ class RNNModel:
         if not self.built:                 # only once the call is known to be valid
             self.build(Ds, Dc)
         x = tile_context(sequence, context)
-        bounds = self._stack_row_blocks(B)
-        if bounds is not None:
-            h, self.final_states, scales = self._forward_blocks(x, mask, initial_states, training, bounds)
-        else:
-            scales, self.final_states = [], []
-            for k, layer in enumerate(self.layers):
-                scales.append(self._dropout_scale(x.shape, k, training))
-                if scales[k] is not None:
-                    x = x * scales[k]
-                x, *states = layer.forward(x, mask=mask, training=training,
-                                           initial_state=None if initial_states is None else initial_states[k])
-                self.final_states.append(states)
-            # [B, T, H], or each row's last valid output [B, H]
-            h = x if self.return_sequences else np.ascontiguousarray(x[:, -1])
-            scales.append(self._dropout_scale(h.shape, len(self.layers), training))
+        bounds = self._row_blocks(B)
+        h, self.final_states, scales = self._forward_stack(x, mask, initial_states, training, bounds)
         if scales[-1] is not None:
             h = h * scales[-1]
         logits = h @ self.logits_kernel + self.logits_bias
         self._cache = (h, scales, (B, T, Ds, Dc), bounds) if training else None
         return logits
 
-    # Run a split batch through the whole stack in each row block (below) rather than splitting each
-    # layer's kernel call on its own. Both give the same numbers bit for bit; False is kept for
-    # comparisons (benchmarks/bench_row_blocks.py) and the tests that check that.
-    stack_row_blocks = True
+    def _backend(self, layer):
+        return layer.backend or kernels.default_backend()
 
-    def _stack_row_blocks(self, B):
-        """Row-block bounds for :meth:`_forward_blocks`, or None to run layer by layer (a batch too small
-        to split, one thread, the NumPy backend)."""
-        if not self.stack_row_blocks:
-            return None
-        default = None
-        for layer in self.layers:
-            if layer.backend is None and default is None:
-                default = kernels.default_backend()
-            if (layer.backend or default) != "numba":
-                return None
-        from .kernels import _threads
-        return _threads.split_rows(B)
+    def _row_blocks(self, B):
+        """Row-block bounds ``[0, ..., B]`` for :meth:`_forward_stack`: one block per thread when the
+        Numba kernels run a batch large enough to split (``kernels._threads.split_rows``), else
+        ``[0, B]``."""
+        if all(self._backend(layer) == "numba" for layer in self.layers):
+            from .kernels import _threads
+            bounds = _threads.split_rows(B)
+            if bounds is not None:
+                return bounds
+        return [0, B]
 
-    def _forward_blocks(self, x, mask, initial_states, training, bounds):
-        """The recurrent layers on row blocks of the batch, in parallel threads, each block running every
-        layer: one hand-off to the worker thread for the whole stack, where layer-by-layer calls hand
-        off once per layer, join the blocks between layers and check each layer's input again (the
-        estimator benchmark's 2-layer LSTM forward + backward in 0.78-0.85x the time;
-        ``benchmarks/bench_row_blocks.py``). The blocks are the ones each layer's call would use, and
-        the dropout scales are drawn for the whole batch first, in the same order, so the results are
-        bit for bit those of the layer-by-layer path. -> (h, final_states, dropout scales)."""
+    def _forward_stack(self, x, mask, initial_states, training, bounds):
+        """The recurrent layers, run block by block: each row block of ``bounds`` goes through every
+        layer (dropout, then the cell's kernel) in its own thread, so a split batch is handed to the
+        worker threads once per forward rather than once per layer. One block runs here, with the
+        BLAS threads the kernel's size calls for. The dropout scales are drawn for the whole batch
+        first, in layer order, so the numbers do not depend on the split.
+        -> (h: [B, T, H] or each row's last valid output [B, H], final states, dropout scales)."""
         from .kernels import _threads
         x, mask = self.layers[0]._checked_input(x, mask)
         B, T, _ = x.shape
@@ -282,7 +263,9 @@ class RNNModel:
         scales = [self._dropout_scale((B, T, widths[k]), k, training) for k in range(len(self.layers))]
         scales.append(self._dropout_scale((B, T, widths[-1]) if self.return_sequences else (B, widths[-1]),
                                           len(self.layers), training))
-        calls = [(kernels.load(layer.cell, "numba", split_rows=False)[0], layer._cell_options())
+        split = len(bounds) > 2
+        # one block: the cell's own call, which picks its BLAS threads; blocks: the bare kernels
+        calls = [(kernels.load(layer.cell, self._backend(layer), split_rows=not split)[0], layer._cell_options())
                  for layer in self.layers]
         for layer in self.layers:
             layer._saved = None            # a training forward overwrites the layers' workspaces
@@ -293,29 +276,31 @@ class RNNModel:
             y, finals, saved = x[b0:b1], [], []
             for layer, scale, s0, (forward, options), space in zip(self.layers, scales, states0, calls, spaces):
                 if scale is not None:
-                    y = y * scale[b0:b1]
+                    y = y * scale[b0:b1]   # dropout before the layer
                 y, states, kept = forward(y, mask[b0:b1], tuple(s[b0:b1] for s in s0), layer.kernel,
                                           layer.recurrent_kernel, layer.bias, layer.zero_output_for_mask,
-                                          workspace=space.block(k), **options)
+                                          workspace=space.block(k) if split else space, **options)
                 finals.append(states)
                 saved.append(kept)
-            return (y if self.return_sequences else y[:, -1]), finals, saved
+            return (y if self.return_sequences else np.ascontiguousarray(y[:, -1])), finals, saved
 
-        parts = _threads.run_blocks(block, bounds)
-        h = np.concatenate([p[0] for p in parts])
-        final_states = [[np.concatenate([p[1][i][s] for p in parts]) for s in range(layer.n_states)]
-                        for i, layer in enumerate(self.layers)]
-        if training:                       # what each layer's own split call would have saved
+        parts = _threads.run_blocks(block, bounds) if split else [block(0, 0, B)]
+        h = np.concatenate([p[0] for p in parts]) if split else parts[0][0]
+        final_states = [[np.concatenate([p[1][i][s] for p in parts]) if split else parts[0][1][i][s]
+                         for s in range(layer.n_states)] for i, layer in enumerate(self.layers)]
+        if training:                       # what each layer's own call would have saved
             for i, layer in enumerate(self.layers):
-                layer._saved = (_threads.RowBlocks(bounds, [p[2][i] for p in parts]), (B, T, layer.units),
-                                (B, T, widths[i]))
+                kept = _threads.RowBlocks(bounds, [p[2][i] for p in parts]) if split else parts[0][2][i]
+                layer._saved = (kept, (B, T, layer.units), (B, T, widths[i]))
         return h, final_states, scales
 
-    def _backward_blocks(self, d_h, scales, T, need_input_grad, bounds):
-        """Backward of :meth:`_forward_blocks`, block by block; the blocks' weight gradients are summed in
-        block order, as a layer's own split call does. -> the input gradient or None."""
+    def _backward_stack(self, d_h, scales, T, need_input_grad, bounds):
+        """Backward of :meth:`_forward_stack`, block by block. One block adds its weight gradients
+        into the layers' own; split blocks each fill their own, summed in block order afterwards (the
+        sums repeat bit for bit whatever the threads' timing). -> the input gradient or None."""
         from .kernels import _threads
-        calls = [kernels.load(layer.cell, "numba", split_rows=False)[1] for layer in self.layers]
+        split = len(bounds) > 2
+        calls = [kernels.load(layer.cell, self._backend(layer), split_rows=not split)[1] for layer in self.layers]
 
         def block(k, b0, b1):
             if self.return_sequences:
@@ -326,20 +311,23 @@ class RNNModel:
             grads = [None] * len(self.layers)
             for idx in range(len(self.layers) - 1, -1, -1):
                 layer = self.layers[idx]
-                grads[idx] = [np.zeros_like(g) for g in layer.grads]
+                grads[idx] = [np.zeros_like(g) for g in layer.grads] if split else layer.grads
                 d_states = tuple(np.zeros((b1 - b0, layer.units), dtype=self.dtype) for _ in range(layer.n_states))
-                dy, _ = calls[idx](dy, d_states, layer._saved[0].saved[k], *grads[idx],
-                                   need_dx=idx > 0 or need_input_grad)
+                saved = layer._saved[0].saved[k] if split else layer._saved[0]
+                dy, _ = calls[idx](dy, d_states, saved, *grads[idx], need_dx=idx > 0 or need_input_grad)
                 if dy is not None and scales[idx] is not None:
                     dy = dy * scales[idx][b0:b1]
             return dy, grads
 
-        parts = _threads.run_blocks(block, bounds)
-        for _, grads in parts:             # fixed block order: the sums repeat bit for bit
-            for layer, block_grads in zip(self.layers, grads):
-                for g, g_block in zip(layer.grads, block_grads):
-                    g += g_block
-        return np.concatenate([p[0] for p in parts]) if need_input_grad else None
+        parts = _threads.run_blocks(block, bounds) if split else [block(0, 0, d_h.shape[0])]
+        if split:
+            for _, grads in parts:         # fixed block order: the sums repeat bit for bit
+                for layer, block_grads in zip(self.layers, grads):
+                    for g, g_block in zip(layer.grads, block_grads):
+                        g += g_block
+        if not need_input_grad:
+            return None
+        return np.concatenate([p[0] for p in parts]) if split else parts[0][0]
 
     def backward(self, d_logits, need_input_grad=False):
         """Backprop ``d_logits`` through the last training ``forward``; gradients accumulate in
@@ -358,17 +346,7 @@ class RNNModel:
         d_h = d_logits @ self.logits_kernel.T
         if scales[-1] is not None:
             d_h = d_h * scales[-1]
-        if bounds is not None:
-            d_h = self._backward_blocks(d_h, scales, T, need_input_grad, bounds)
-        else:
-            if not self.return_sequences:                # the last layer returned y[:, -1]
-                d_seq = np.zeros((B, T, h.shape[-1]), dtype=self.dtype)
-                d_seq[:, -1] = d_h
-                d_h = d_seq
-            for idx in range(len(self.layers) - 1, -1, -1):
-                d_h, _ = self.layers[idx].backward(d_h, need_input_grad=idx > 0 or need_input_grad)
-                if d_h is not None and scales[idx] is not None:
-                    d_h = d_h * scales[idx]
+        d_h = self._backward_stack(d_h, scales, T, need_input_grad, bounds)
         if not need_input_grad:
             return None, None
         d_context = d_h[:, :, Ds:].sum(axis=1) if Dc else None

@@ -10,7 +10,7 @@ from _numeric import central_difference
 
 from minirnn import optimizers as O
 from minirnn.heads import BinaryClassHead, MultiClassHead, RegressionHead
-from minirnn.model import RNNModel
+from minirnn.model import RNNModel, tile_context
 
 FORMS = [("simple_rnn", {}), ("lstm", {}), ("gru", {"reset_after": True}), ("gru", {"reset_after": False})]
 FORM_IDS = ["simple_rnn", "lstm", "gru", "gru_v1"]
@@ -49,14 +49,51 @@ STACKS = [(["lstm", "lstm"], [{}, {}]), (["gru", "gru"], [{"reset_after": True},
           (["simple_rnn", "lstm", "gru"], [{}, {"unit_forget_bias": False}, {}])]
 
 
+def _layer_by_layer(model, seq, mask, ctx, states, d_logits, need_input_grad):
+    """The model's forward and backward written again with the layers' public API, one layer call
+    at a time (each layer splits its own batch): the oracle of the stack runner."""
+    x = tile_context(seq, ctx)
+    scales, finals = [], []
+    for k, layer in enumerate(model.layers):
+        scales.append(model._dropout_scale(x.shape, k, True))
+        if scales[k] is not None:
+            x = x * scales[k]
+        x, *final = layer.forward(x, mask=mask, training=True, initial_state=None if states is None else states[k])
+        finals += final
+    h = x if model.return_sequences else np.ascontiguousarray(x[:, -1])
+    scales.append(model._dropout_scale(h.shape, len(model.layers), True))
+    if scales[-1] is not None:
+        h = h * scales[-1]
+    logits = h @ model.logits_kernel + model.logits_bias
+    model.zero_grads()
+    k = model.logits_dimension
+    model._logits_grads[0] += h.reshape(-1, h.shape[-1]).T @ d_logits.reshape(-1, k)
+    model._logits_grads[1] += d_logits.reshape(-1, k).sum(axis=0)
+    d_h = d_logits @ model.logits_kernel.T
+    if scales[-1] is not None:
+        d_h = d_h * scales[-1]
+    if not model.return_sequences:                       # the last layer's output was y[:, -1]
+        d_seq = np.zeros(x.shape, dtype=x.dtype)
+        d_seq[:, -1] = d_h
+        d_h = d_seq
+    for idx in range(len(model.layers) - 1, -1, -1):
+        d_h, _ = model.layers[idx].backward(d_h, need_input_grad=idx > 0 or need_input_grad)
+        if d_h is not None and scales[idx] is not None:
+            d_h = d_h * scales[idx]
+    D = seq.shape[2]
+    inputs = [d_h[:, :, :D], d_h[:, :, D:].sum(axis=1)] if need_input_grad else [None, None]
+    return [logits] + finals + inputs + [g.copy() for g in model.grads()]
+
+
 @pytest.mark.parametrize("cells,opts", STACKS, ids=["lstm", "gru_both_forms", "mixed3"])
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(B=st.integers(2, 11), T=st.integers(1, 6), threads=st.integers(2, 3), dtype=st.sampled_from(["float32", "float64"]),
+@given(B=st.integers(2, 11), T=st.integers(1, 6), threads=st.integers(1, 3), dtype=st.sampled_from(["float32", "float64"]),
        return_sequences=st.booleans(), dropout=st.booleans(), with_states=st.booleans(), seed=st.integers(0, 2**31))
-def test_stack_in_row_blocks_equals_layer_by_layer_bit_for_bit(cells, opts, B, T, threads, dtype, return_sequences,
-                                                               dropout, with_states, seed):
-    """A split batch runs every layer of the stack in each row block (one hand-off per direction);
-    force the split on small batches and compare with each layer's call split on its own."""
+def test_stack_runner_equals_layer_by_layer_bit_for_bit(cells, opts, B, T, threads, dtype, return_sequences,
+                                                        dropout, with_states, seed):
+    """The stack runner takes a split batch through every layer in each row block (one hand-off per
+    direction), an unsplit one in place; force splits on small batches (threads 2-3; 1: unsplit)
+    and compare with the layers called one at a time, each splitting its own batch."""
     from unittest import mock
     from minirnn.kernels import _threads
     if _threads._blas_controls() is None:
@@ -69,26 +106,37 @@ def test_stack_in_row_blocks_equals_layer_by_layer_bit_for_bit(cells, opts, B, T
               for c, u in zip(cells, units)] if with_states else None
     d_logits = rng.standard_normal((B, T, 2) if return_sequences else (B, 2)).astype(dtype)
 
-    def run(whole_stack):
+    def new_model():
         model = RNNModel(units, cell_type=cells, cell_options=opts, logits_dimension=2, dtype=dtype, seed=seed,
                          return_sequences=return_sequences,
                          dropout_keep_probabilities=[0.8] * (len(units) + 1) if dropout else None)
-        model.stack_row_blocks = whole_stack
         model.build(2, 1)
-        out = []
+        return model
+
+    def stack():
+        model, out = new_model(), []
         for step in range(2):                            # the second step reuses the workspaces
             model.zero_grads()
             out.append(model.forward(seq, mask, ctx, training=True, initial_states=states))
             out += [s for layer in model.final_states for s in layer]
-            assert (model._cache[3] is not None) == whole_stack          # the path under test ran
+            assert len(model._cache[3]) == (min(threads, B) + 1 if threads > 1 else 2)   # the split under test
             out += list(model.backward(d_logits, need_input_grad=step == 1)) + [g.copy() for g in model.grads()]
         for _ in range(2):                               # inference; the second reuses the thread's scratch
             out.append(model.forward(seq, mask, ctx, initial_states=states))
         return out
 
+    def oracle():
+        model, out = new_model(), []
+        for step in range(2):
+            out += _layer_by_layer(model, seq, mask, ctx, states, d_logits, step == 1)
+        inference = new_model()
+        inference.set_params(model.params())
+        for _ in range(2):
+            out.append(inference.forward(seq, mask, ctx, initial_states=states))
+        return out
+
     with mock.patch.object(_threads, "MIN_ROWS", 1), mock.patch.object(_threads, "available_threads", lambda: threads):
-        assert _threads.split_rows(B) == [B * k // min(threads, B) for k in range(min(threads, B) + 1)]
-        blocks, layers = run(True), run(False)
+        blocks, layers = stack(), oracle()
     assert len(blocks) == len(layers)
     for a, b in zip(blocks, layers):
         if a is None:
@@ -98,7 +146,7 @@ def test_stack_in_row_blocks_equals_layer_by_layer_bit_for_bit(cells, opts, B, T
             np.testing.assert_array_equal(a, b)
 
 
-def test_stack_in_row_blocks_validates_like_layer_by_layer():
+def test_stack_runner_validates_like_the_layers():
     from unittest import mock
     from minirnn.kernels import _threads
     if _threads._blas_controls() is None:
@@ -118,10 +166,10 @@ def test_stack_in_row_blocks_validates_like_layer_by_layer():
             model.forward(seq, np.full((4, 3), 2), training=True)
         model.forward(seq, np.ones((4, 3), int), training=True)          # 0/1 masks are accepted
         assert isinstance(model.layers[1]._saved[0], _threads.RowBlocks)
-        assert RNNModel([4, 3], backend="numpy")._stack_row_blocks(4) is None   # the reference runs unsplit
+        assert RNNModel([4, 3], backend="numpy")._row_blocks(4) == [0, 4]   # the reference runs unsplit
         with mock.patch.dict(os.environ, {"MINIRNN_BACKEND": "numpy"}):
-            assert model._stack_row_blocks(4) is None
-        assert model._stack_row_blocks(4) == [0, 2, 4]
+            assert model._row_blocks(4) == [0, 4]
+        assert model._row_blocks(4) == [0, 2, 4]
 
 
 def test_names_shapes_and_initialisation_like_tf():
