@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from .model import tile_context
+from .model import stack_backward, stack_forward, tile_context
 
 __all__ = ["DEVICES", "select_device", "gpu_available", "trainer_for", "DeviceModel", "DeviceTrainer"]
 
@@ -171,19 +171,16 @@ class DeviceModel:
 
     # ---- forward / backward -------------------------------------------------------------------
 
-    def _dropout(self, x, k, training):
-        """The model's dropout (same generator, same draws as on the CPU), applied on the device."""
-        scale_host = self.model._dropout_scale(tuple(x.shape), k, training)
-        if scale_host is None:
-            return x, None
-        cc = self._cc
-        scale = cc.to_device("dropout", scale_host)
-        out = cc.empty(tuple(x.shape), self.dtype)
-        cc.scale_into(out, x, scale)
-        return out, scale
+    def _scaled(self, x, scale):
+        """``x * scale`` on the device (inverted dropout with a device scale array)."""
+        out = self._cc.empty(tuple(x.shape), self.dtype)
+        self._cc.scale_into(out, x, scale)
+        return out
 
     def forward(self, sequence, mask, context=None, training=False, initial_states=None):
-        """Logits (a host array) for a batch, as :meth:`RNNModel.forward`.
+        """Logits (a host array) for a batch, as :meth:`RNNModel.forward`: the same stack runner
+        (:func:`minirnn.model.stack_forward`) on device arrays, the same dropout masks (drawn on the
+        host from the model's generator, in the same order).
 
         sequence [B, T, Ds] and context [B, Dc] (optional) in the model's dtype; mask [B, T] bool
         (None: every step valid); initial_states: None or per layer a list of [B, units] arrays.
@@ -194,13 +191,12 @@ class DeviceModel:
             raise ValueError(f"sequence input: empty batch or sequence (shape {sequence.shape})")
         if mask is None:
             mask = np.ones((B, T), dtype=bool)
-        x = tile_context(sequence, context)
-        x = cc.to_device("sequence input", np.ascontiguousarray(x))
+        x = cc.to_device("sequence input", np.ascontiguousarray(tile_context(sequence, context)))
         mask_d = cc.mask_to_device(mask, B, T)
-        scales, saved, self._final_states = [], [], []
-        for k, layer in enumerate(model.layers):
-            x, scale = self._dropout(x, k, training)
-            scales.append(scale)
+        scales = [None if s is None else cc.to_device("dropout", s)
+                  for s in model.dropout_scales(B, T, Ds + Dc, training)]
+
+        def cell(k, layer, x):
             if initial_states is None:
                 states0 = [cc.zeros((B, layer.units), self.dtype) for _ in range(layer.n_states)]
             else:
@@ -210,15 +206,16 @@ class DeviceModel:
                                      f"got {len(states0)}")
             W, U, b = self.params[3 * k:3 * k + 3]
             options = {"reset_after": layer.reset_after} if layer.cell == "gru" else {}
-            y, states, layer_saved = self._modules[layer.cell].forward_device(
-                x, mask_d, states0, W, U, b, layer.zero_output_for_mask, **options)
-            saved.append(layer_saved)
-            self._final_states.append(list(states))
-            x = y
+            y, states, saved = self._modules[layer.cell].forward_device(x, mask_d, states0, W, U, b,
+                                                                        layer.zero_output_for_mask, **options)
+            return y, list(states), saved
+
+        x, self._final_states, saved = stack_forward(model.layers, x, scales,
+                                                     lambda x, k: self._scaled(x, scales[k]), cell)
         H = x.shape[2]
         h = x if model.return_sequences else cc.copy_step(x, T - 1)   # each row's last valid output
-        h, scale = self._dropout(h, len(model.layers), training)
-        scales.append(scale)
+        if scales[-1] is not None:
+            h = self._scaled(h, scales[-1])
         K, bias = self.params[-2], self.params[-1]
         k_out = model.logits_dimension
         h2 = h.reshape(B * T if model.return_sequences else B, H)
@@ -229,9 +226,10 @@ class DeviceModel:
         return out.reshape(B, T, k_out) if model.return_sequences else out
 
     def backward(self, d_logits, need_input_grad=False):
-        """Backprop ``d_logits`` (host [B, k] or [B, T, k]) through the last training forward.
+        """Backprop ``d_logits`` (host [B, k] or [B, T, k]) through the last training forward
+        (:func:`minirnn.model.stack_backward` on device arrays).
 
-        The device gradients ``grads`` are replaced. Returns host (d_sequence, d_context) when
+        The device gradients ``grads()`` are replaced. Returns host (d_sequence, d_context) when
         ``need_input_grad``, else (None, None).
         """
         if self._cache is None:
@@ -258,15 +256,17 @@ class DeviceModel:
         else:                                                      # the last layer returned y[:, -1]
             dy = cc.zeros((B, T, H), self.dtype)
             cc.set_step(dy, T - 1, d_h)
-        for idx in range(len(model.layers) - 1, -1, -1):
-            layer = model.layers[idx]
-            need_dx = idx > 0 or need_input_grad
+
+        def cell(k, layer, dy, need_dx):
             zeros = [cc.zeros((B, layer.units), self.dtype) for _ in range(layer.n_states)]
-            dW, dU, dbias = self._grads[3 * idx:3 * idx + 3]
-            dx, _ = self._modules[layer.cell].backward_device(dy, zeros, saved[idx], dW, dU, dbias, need_dx=need_dx)
-            if dx is not None and scales[idx] is not None:
-                cc.scale_into(dx, dx, scales[idx])
-            dy = dx
+            dW, dU, dbias = self._grads[3 * k:3 * k + 3]
+            return self._modules[layer.cell].backward_device(dy, zeros, saved[k], dW, dU, dbias, need_dx=need_dx)[0]
+
+        def dropout(dx, k):
+            cc.scale_into(dx, dx, scales[k])
+            return dx
+
+        dy = stack_backward(model.layers, dy, scales, dropout, cell, need_input_grad)
         if not need_input_grad:
             return None, None
         d_x = dy.copy_to_host()

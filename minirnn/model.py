@@ -32,6 +32,33 @@ def tile_context(sequence, context):
     return np.concatenate([sequence, np.broadcast_to(context[:, None, :], (B, T, context.shape[1]))], axis=2)
 
 
+def stack_forward(layers, x, scales, dropout, cell_forward):
+    """The recurrent stack over ``x``: before each layer its dropout (``dropout(x, k)``, where
+    ``scales[k]`` is not None), then the layer's cell (``cell_forward(k, layer, x)`` -> (y, final
+    states, what backward needs)). -> (the last layer's output, per-layer final states, per-layer
+    saved). :class:`RNNModel` runs it on each row block of the host's arrays, the GPU runner
+    (:class:`minirnn.cuda.DeviceModel`) on device arrays."""
+    finals, saved = [], []
+    for k, layer in enumerate(layers):
+        if scales[k] is not None:
+            x = dropout(x, k)                                  # inverted dropout before the layer
+        x, states, kept = cell_forward(k, layer, x)
+        finals.append(states)
+        saved.append(kept)
+    return x, finals, saved
+
+
+def stack_backward(layers, dy, scales, dropout, cell_backward, need_input_grad):
+    """Backward of :func:`stack_forward`, last layer first: the cell's backward
+    (``cell_backward(k, layer, dy, need_dx)`` -> dx or None, adding the weight gradients), then
+    the dropout's (``dropout(dx, k)``: the same scale). -> the input's gradient, or None."""
+    for k in range(len(layers) - 1, -1, -1):
+        dy = cell_backward(k, layers[k], dy, k > 0 or need_input_grad)
+        if dy is not None and scales[k] is not None:
+            dy = dropout(dy, k)
+    return dy
+
+
 class RNNModel:
     """Stacked recurrent layers and a dense logits layer.
 
@@ -186,6 +213,16 @@ class RNNModel:
         keep = self.keep[k]
         return (self.rng.random(shape) < keep).astype(self.dtype) / self.dtype.type(keep)
 
+    def dropout_scales(self, B, T, D, training):
+        """The inverted-dropout scales of a batch (None where a dropout keeps everything): before
+        each layer [B, T, input width], and before the logits layer [B, T, H] or [B, H]. Drawn in
+        this order from the model's generator, so a batch's masks do not depend on how it is run."""
+        widths = [D] + self.units
+        scales = [self._dropout_scale((B, T, widths[k]), k, training) for k in range(len(self.layers))]
+        scales.append(self._dropout_scale((B, T, widths[-1]) if self.return_sequences else (B, widths[-1]),
+                                          len(self.layers), training))
+        return scales
+
     def checked_inputs(self, sequence, mask, context=None, initial_states=None):
         """Validate one batch for :meth:`forward`: -> (sequence, context, (B, T, Ds, Dc)), with errors
         naming the input and what was expected."""
@@ -259,10 +296,7 @@ class RNNModel:
         B, T, _ = x.shape
         states0 = [layer._checked_states(B, None if initial_states is None else initial_states[k], self.dtype)
                    for k, layer in enumerate(self.layers)]
-        widths = [x.shape[2]] + self.units                     # each dropout's input width
-        scales = [self._dropout_scale((B, T, widths[k]), k, training) for k in range(len(self.layers))]
-        scales.append(self._dropout_scale((B, T, widths[-1]) if self.return_sequences else (B, widths[-1]),
-                                          len(self.layers), training))
+        scales = self.dropout_scales(B, T, x.shape[2], training)
         split = len(bounds) > 2
         # one block: the cell's own call, which picks its BLAS threads; blocks: the bare kernels
         calls = [(kernels.load(layer.cell, self._backend(layer), split_rows=not split)[0], layer._cell_options())
@@ -272,16 +306,13 @@ class RNNModel:
         # training: the layers' own scratch; inference: the calling thread's (see kernels.workspace)
         spaces = [layer._workspace if training else layer._workspace.inference() for layer in self.layers]
 
-        def block(k, b0, b1):
-            y, finals, saved = x[b0:b1], [], []
-            for layer, scale, s0, (forward, options), space in zip(self.layers, scales, states0, calls, spaces):
-                if scale is not None:
-                    y = y * scale[b0:b1]   # dropout before the layer
-                y, states, kept = forward(y, mask[b0:b1], tuple(s[b0:b1] for s in s0), layer.kernel,
-                                          layer.recurrent_kernel, layer.bias, layer.zero_output_for_mask,
-                                          workspace=space.block(k) if split else space, **options)
-                finals.append(states)
-                saved.append(kept)
+        def block(b, b0, b1):
+            def cell(k, layer, y):
+                forward, options = calls[k]
+                return forward(y, mask[b0:b1], tuple(s[b0:b1] for s in states0[k]), layer.kernel,
+                               layer.recurrent_kernel, layer.bias, layer.zero_output_for_mask,
+                               workspace=spaces[k].block(b) if split else spaces[k], **options)
+            y, finals, saved = stack_forward(self.layers, x[b0:b1], scales, lambda y, k: y * scales[k][b0:b1], cell)
             return (y if self.return_sequences else np.ascontiguousarray(y[:, -1])), finals, saved
 
         parts = _threads.run_blocks(block, bounds) if split else [block(0, 0, B)]
@@ -291,7 +322,7 @@ class RNNModel:
         if training:                       # what each layer's own call would have saved
             for i, layer in enumerate(self.layers):
                 kept = _threads.RowBlocks(bounds, [p[2][i] for p in parts]) if split else parts[0][2][i]
-                layer._saved = (kept, (B, T, layer.units), (B, T, widths[i]))
+                layer._saved = (kept, (B, T, layer.units), (B, T, x.shape[2] if i == 0 else self.units[i - 1]))
         return h, final_states, scales
 
     def _backward_stack(self, d_h, scales, T, need_input_grad, bounds):
@@ -302,22 +333,20 @@ class RNNModel:
         split = len(bounds) > 2
         calls = [kernels.load(layer.cell, self._backend(layer), split_rows=not split)[1] for layer in self.layers]
 
-        def block(k, b0, b1):
+        def block(b, b0, b1):
             if self.return_sequences:
                 dy = d_h[b0:b1]
             else:                          # the last layer returned y[:, -1]
                 dy = np.zeros((b1 - b0, T, d_h.shape[-1]), dtype=self.dtype)
                 dy[:, -1] = d_h[b0:b1]
-            grads = [None] * len(self.layers)
-            for idx in range(len(self.layers) - 1, -1, -1):
-                layer = self.layers[idx]
-                grads[idx] = [np.zeros_like(g) for g in layer.grads] if split else layer.grads
+            grads = [[np.zeros_like(g) for g in layer.grads] if split else layer.grads for layer in self.layers]
+
+            def cell(k, layer, dy, need_dx):
                 d_states = tuple(np.zeros((b1 - b0, layer.units), dtype=self.dtype) for _ in range(layer.n_states))
-                saved = layer._saved[0].saved[k] if split else layer._saved[0]
-                dy, _ = calls[idx](dy, d_states, saved, *grads[idx], need_dx=idx > 0 or need_input_grad)
-                if dy is not None and scales[idx] is not None:
-                    dy = dy * scales[idx][b0:b1]
-            return dy, grads
+                saved = layer._saved[0].saved[b] if split else layer._saved[0]
+                return calls[k](dy, d_states, saved, *grads[k], need_dx=need_dx)[0]
+            dx = stack_backward(self.layers, dy, scales, lambda dy, k: dy * scales[k][b0:b1], cell, need_input_grad)
+            return dx, grads
 
         parts = _threads.run_blocks(block, bounds) if split else [block(0, 0, d_h.shape[0])]
         if split:
