@@ -100,4 +100,5 @@ def train_step(state, head, features, labels, *, weights=None, initial_states=No
     check_finite(loss, state.global_step + 1)
     (state if device is None else device).apply(grads)
     state.global_step += 1
+    state.fresh = False
     return loss
