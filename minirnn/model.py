@@ -262,29 +262,32 @@ class RNNModel:
         if not self.built:                 # only once the call is known to be valid
             self.build(Ds, Dc)
         x = tile_context(sequence, context)
-        bounds = self._row_blocks(B)
-        h, self.final_states, scales = self._forward_stack(x, mask, initial_states, training, bounds)
+        backends = self._backends()
+        bounds = self._row_blocks(B, backends)
+        h, self.final_states, scales = self._forward_stack(x, mask, initial_states, training, bounds, backends)
         if scales[-1] is not None:
             h = h * scales[-1]
         logits = h @ self.logits_kernel + self.logits_bias
-        self._cache = (h, scales, (B, T, Ds, Dc), bounds) if training else None
+        self._cache = (h, scales, (B, T, Ds, Dc), bounds, backends) if training else None
         return logits
 
-    def _backend(self, layer):
-        return layer.backend or kernels.default_backend()
+    def _backends(self):
+        """Each layer's kernel backend (the default one read once)."""
+        default = kernels.default_backend() if any(layer.backend is None for layer in self.layers) else None
+        return [layer.backend or default for layer in self.layers]
 
-    def _row_blocks(self, B):
+    def _row_blocks(self, B, backends=None):
         """Row-block bounds ``[0, ..., B]`` for :meth:`_forward_stack`: one block per thread when the
         Numba kernels run a batch large enough to split (``kernels._threads.split_rows``), else
         ``[0, B]``."""
-        if all(self._backend(layer) == "numba" for layer in self.layers):
+        if all(backend == "numba" for backend in backends or self._backends()):
             from .kernels import _threads
             bounds = _threads.split_rows(B)
             if bounds is not None:
                 return bounds
         return [0, B]
 
-    def _forward_stack(self, x, mask, initial_states, training, bounds):
+    def _forward_stack(self, x, mask, initial_states, training, bounds, backends):
         """The recurrent layers, run block by block: each row block of ``bounds`` goes through every
         layer (dropout, then the cell's kernel) in its own thread, so a split batch is handed to the
         worker threads once per forward rather than once per layer. One block runs here, with the
@@ -299,8 +302,8 @@ class RNNModel:
         scales = self.dropout_scales(B, T, x.shape[2], training)
         split = len(bounds) > 2
         # one block: the cell's own call, which picks its BLAS threads; blocks: the bare kernels
-        calls = [(kernels.load(layer.cell, self._backend(layer), split_rows=not split)[0], layer._cell_options())
-                 for layer in self.layers]
+        calls = [(kernels.load(layer.cell, backend, split_rows=not split)[0], layer._cell_options())
+                 for layer, backend in zip(self.layers, backends)]
         for layer in self.layers:
             layer._saved = None            # a training forward overwrites the layers' workspaces
         # training: the layers' own scratch; inference: the calling thread's (see kernels.workspace)
@@ -325,13 +328,14 @@ class RNNModel:
                 layer._saved = (kept, (B, T, layer.units), (B, T, x.shape[2] if i == 0 else self.units[i - 1]))
         return h, final_states, scales
 
-    def _backward_stack(self, d_h, scales, T, need_input_grad, bounds):
+    def _backward_stack(self, d_h, scales, T, need_input_grad, bounds, backends):
         """Backward of :meth:`_forward_stack`, block by block. One block adds its weight gradients
         into the layers' own; split blocks each fill their own, summed in block order afterwards (the
         sums repeat bit for bit whatever the threads' timing). -> the input gradient or None."""
         from .kernels import _threads
         split = len(bounds) > 2
-        calls = [kernels.load(layer.cell, self._backend(layer), split_rows=not split)[1] for layer in self.layers]
+        calls = [kernels.load(layer.cell, backend, split_rows=not split)[1]
+                 for layer, backend in zip(self.layers, backends)]
 
         def block(b, b0, b1):
             if self.return_sequences:
@@ -363,7 +367,7 @@ class RNNModel:
         :meth:`grads`. Returns (d_sequence, d_context) when ``need_input_grad``, else (None, None)."""
         if self._cache is None:
             raise RuntimeError("backward needs a preceding forward(..., training=True)")
-        h, scales, (B, T, Ds, Dc), bounds = self._cache
+        h, scales, (B, T, Ds, Dc), bounds, backends = self._cache
         expected = h.shape[:-1] + (self.logits_dimension,)
         if np.shape(d_logits) != expected:
             raise ValueError(f"d_logits: expected shape {expected}, got {np.shape(d_logits)}")
@@ -375,7 +379,7 @@ class RNNModel:
         d_h = d_logits @ self.logits_kernel.T
         if scales[-1] is not None:
             d_h = d_h * scales[-1]
-        d_h = self._backward_stack(d_h, scales, T, need_input_grad, bounds)
+        d_h = self._backward_stack(d_h, scales, T, need_input_grad, bounds, backends)
         if not need_input_grad:
             return None, None
         d_context = d_h[:, :, Ds:].sum(axis=1) if Dc else None
