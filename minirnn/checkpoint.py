@@ -12,7 +12,9 @@ intact. Reading a truncated or corrupted file raises :class:`CheckpointError` na
 earlier checkpoints that can be used instead.
 """
 
+import io
 import json
+import logging
 import os
 import re
 
@@ -21,6 +23,9 @@ import numpy as np
 FORMAT = "minirnn-checkpoint-1"
 INDEX = "checkpoint"
 _NAME = re.compile(r"^model\.ckpt-(\d+)\.h5$")
+_TEMPORARY = re.compile(r"^(?:model\.ckpt-\d+\.h5|checkpoint)\.tmp-(\d+)$")
+
+logger = logging.getLogger("minirnn")
 
 
 class CheckpointError(ValueError):
@@ -55,24 +60,45 @@ def _replace_atomically(tmp, path):
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
-def write(path, variables, attributes):
-    """Write ``variables`` ({name: array}) and ``attributes`` ({name: JSON-able}) to ``path`` atomically."""
+def hdf5_image(fill):
+    """The bytes of an HDF5 file built in memory by ``fill(h5py.File)``: HDF5 writing to a full disk
+    can crash the process, so files are built here and written as plain bytes."""
     import h5py
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        fill(f)
+    return buffer.getvalue()
+
+
+def write_bytes(path, data, what):
+    """Write ``data`` to ``path`` atomically: to ``<path>.tmp-<pid>``, flushed to disk, then renamed
+    over ``path``. On any failure (a full disk: OSError naming ``what``) the temporary file is
+    removed and ``path`` is as it was."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            for key, value in attributes.items():
-                f.attrs[key] = json.dumps(value)
-            group = f.create_group("variables")
-            for name, value in variables.items():
-                group.create_dataset(name, data=np.asarray(value))
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
-            os.fsync(f.id.get_vfd_handle())
+            os.fsync(f.fileno())
         _replace_atomically(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, f"writing {what} {path!r} failed ({error.strerror}); what was there before is "
+                                   "intact") from error
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write(path, variables, attributes):
+    """Write ``variables`` ({name: array}) and ``attributes`` ({name: JSON-able}) to ``path`` atomically."""
+    def fill(f):
+        f.attrs["format"] = FORMAT
+        for key, value in attributes.items():
+            f.attrs[key] = json.dumps(value)
+        group = f.create_group("variables")
+        for name, value in variables.items():
+            group.create_dataset(name, data=np.asarray(value))
+    write_bytes(path, hdf5_image(fill), "checkpoint")
 
 
 def read(path, earlier=()):
@@ -112,13 +138,7 @@ def write_index(model_dir, latest, kept):
     """Write ``model_dir/checkpoint`` (TF's text format, with file names relative to model_dir)."""
     lines = [f'model_checkpoint_path: "{os.path.basename(latest)}"']
     lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in kept]
-    path = os.path.join(model_dir, INDEX)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    _replace_atomically(tmp, path)
+    write_bytes(os.path.join(model_dir, INDEX), ("\n".join(lines) + "\n").encode("utf-8"), "checkpoint index")
 
 
 def read_index(model_dir):
@@ -135,7 +155,11 @@ def read_index(model_dir):
             match = re.match(r'^(model_checkpoint_path|all_model_checkpoint_paths):\s*"([^"]+)"$', line)
             if not match:
                 raise CheckpointError(f"{path!r}, line {number}: cannot parse {line!r}")
-            full = os.path.join(model_dir, match.group(2))
+            name = match.group(2)
+            if os.path.basename(name) != name or not _NAME.match(name):   # paths read from a file are untrusted
+                raise CheckpointError(f"{path!r}, line {number}: {name!r} is not a checkpoint of this model_dir "
+                                      "(the index names files model.ckpt-<step>.h5 inside it, nothing else)")
+            full = os.path.join(model_dir, name)
             if match.group(1) == "model_checkpoint_path":
                 latest = full
             else:
@@ -145,12 +169,109 @@ def read_index(model_dir):
     return latest, kept
 
 
+def on_disk(model_dir):
+    """The checkpoint files in ``model_dir``, newest step first."""
+    names = [n for n in os.listdir(model_dir) if _NAME.match(n)]
+    return [os.path.join(model_dir, n) for n in sorted(names, key=lambda n: -step_of(n))]
+
+
 def latest_checkpoint(model_dir):
-    """Path of the latest checkpoint in ``model_dir`` (per its index), or None."""
+    """Path of the latest checkpoint in ``model_dir``, or None when it has none.
+
+    The index's latest, or, when that file is missing (deleted, or the index lost), the newest
+    checkpoint file that exists, with a warning naming what is missing: training never starts
+    from scratch while a checkpoint exists."""
     if model_dir is None or not os.path.isdir(model_dir):
         return None
     latest, _ = read_index(model_dir)
-    return latest if latest is not None and os.path.isfile(latest) else None
+    if latest is not None and os.path.isfile(latest):
+        return latest
+    found = on_disk(model_dir)
+    if found:
+        missing = (f"the index's latest checkpoint {latest!r} is missing" if latest is not None else
+                   f"the index {os.path.join(model_dir, INDEX)!r} is missing")
+        logger.warning("%s: using %s, the newest checkpoint there", missing, found[0])
+        return found[0]
+    return None
+
+
+def remove_stale(model_dir):
+    """Remove what killed runs left in ``model_dir``: temporary files of processes that no longer
+    run, and checkpoint files the index does not list (a save killed before the index named it, a
+    deletion interrupted by a kill). Only while the index and its latest checkpoint are there: a
+    model_dir being recovered is left as it is. Call with model_dir locked (:class:`TrainingLock`)."""
+    latest, kept = read_index(model_dir)
+    for name in os.listdir(model_dir):
+        match = _TEMPORARY.match(name)
+        if match and not _running(int(match.group(1))):
+            _remove_quietly(os.path.join(model_dir, name))
+    if latest is None or not os.path.isfile(latest):
+        return
+    listed = {os.path.abspath(p) for p in kept}
+    for path in on_disk(model_dir):
+        if os.path.abspath(path) not in listed:
+            logger.info("removing %s, a checkpoint the index does not list (left by a killed run)", path)
+            _remove_quietly(path)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                    # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+class TrainingLock:
+    """An exclusive lock on ``model_dir`` for one trainer (``model_dir/train.lock``, an advisory
+    ``fcntl``/``msvcrt`` lock that the system releases when the process ends, even by kill -9).
+    A second trainer fails at once with an error naming the holder's pid. Readers need no lock."""
+
+    NAME = "train.lock"
+
+    def __init__(self, model_dir):
+        self.path = os.path.join(model_dir, self.NAME)
+        self._fd = None
+
+    def acquire(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock_file(fd)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RuntimeError(f"model_dir {os.path.dirname(self.path)!r} is being trained by another process "
+                               f"(pid {holder}); two trainers on one model_dir would lose each other's steps: wait "
+                               "for it, or give this one another model_dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    def release(self):
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.ftruncate(fd, 0)
+            os.close(fd)               # closing drops the lock
+
+
+def _lock_file(fd):
+    try:
+        import fcntl
+    except ImportError:                # Windows
+        import msvcrt
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 # ---- a TrainState in model_dir ---------------------------------------------------------------
@@ -165,19 +286,24 @@ def save(model_dir, state, spec, keep_checkpoint_max):
     """Write ``state`` (a :class:`~minirnn.state.TrainState`) and the model's ``spec`` as the
     checkpoint of its global step, make it the latest in the index, and delete the oldest kept
     checkpoints beyond ``keep_checkpoint_max`` (None or 0 keeps all). Returns its path."""
+    variables = state.variables()
+    bad = [name for name, value in variables.items() if not np.all(np.isfinite(value))]
+    if bad:
+        raise FloatingPointError(f"the weights are not finite at step {state.global_step} ({bad[0]}): training "
+                                 "diverged (lower the learning rate or clip gradients); no checkpoint was written, "
+                                 f"the latest in {model_dir!r} is the last finite one")
     os.makedirs(model_dir, exist_ok=True)
     path = checkpoint_path(model_dir, state.global_step)
     attributes = state.attributes()
     attributes["spec"] = spec
-    write(path, state.variables(), attributes)
+    write(path, variables, attributes)
     _, kept = read_index(model_dir)
-    kept = [p for p in kept if os.path.abspath(p) != os.path.abspath(path)] + [path]
+    kept = [p for p in kept if os.path.abspath(p) != os.path.abspath(path) and os.path.isfile(p)] + [path]
     if keep_checkpoint_max:
         while len(kept) > keep_checkpoint_max:
             old = kept.pop(0)
             write_index(model_dir, path, kept)
-            if os.path.exists(old):
-                os.remove(old)
+            _remove_quietly(old)       # read_index confines it: model.ckpt-<step>.h5 in model_dir
     write_index(model_dir, path, kept)
     return path
 
@@ -229,6 +355,8 @@ def load_weights(network, variables, path):
     for name, param in zip(network.param_names(), network.params()):
         if name not in variables or variables[name].shape != param.shape:
             raise CheckpointError(f"checkpoint {path!r}: variable {name!r} missing or of the wrong shape")
+        if not np.all(np.isfinite(variables[name])):
+            raise CheckpointError(f"checkpoint {path!r}: variable {name!r} holds NaN or inf")
         param[...] = variables[name]
 
 

@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from . import feature_column as fc
+from .checkpoint import hdf5_image
 from .heads import BinaryClassHead, MultiClassHead, head_from_config
 from .predictions import initial_states_from_features, predict_batch
 
@@ -151,7 +152,9 @@ def export_network(export_dir_base, network, head, kind, spec, step, modes, colu
 
 def write_bundle(export_dir_base, spec, variables, asset_files=(), assets_extra=None, as_text=False):
     """Write a bundle under ``export_dir_base/<unix seconds>`` atomically; returns its path (bytes, as TF)."""
-    import h5py
+    bad = [name for name, value in variables.items() if not np.all(np.isfinite(value))]
+    if bad:
+        raise ValueError(f"export: variable {bad[0]!r} holds NaN or inf; a diverged model is not exported")
     os.makedirs(export_dir_base, exist_ok=True)
     stamp = int(time.time())
     while os.path.exists(os.path.join(export_dir_base, str(stamp))):
@@ -160,11 +163,13 @@ def write_bundle(export_dir_base, spec, variables, asset_files=(), assets_extra=
     tmp = os.path.join(export_dir_base, f"temp-{stamp}-{os.getpid()}")
     os.makedirs(tmp)
     try:
-        with h5py.File(os.path.join(tmp, "model.h5"), "w") as f:
+        def fill(f):
             f.attrs["format"] = FORMAT
             group = f.create_group("variables")
             for name, value in variables.items():
                 group.create_dataset(name, data=np.asarray(value))
+        with open(os.path.join(tmp, "model.h5"), "wb") as f:          # built in memory: a full disk gives
+            f.write(hdf5_image(fill))                                  # an OSError, never an HDF5 crash
         if asset_files:
             os.makedirs(os.path.join(tmp, "assets"))
             for path in asset_files:
@@ -279,8 +284,11 @@ def load_exported(path, custom_objects=None):
         for name, param in zip(network.param_names(), network.params()):
             if name not in f["variables"]:
                 raise ValueError(f"{path!r}: model.h5 lacks variable {name!r}")
-            value = f["variables"][name][()]
-            if value.shape != param.shape:
-                raise ValueError(f"{path!r}: variable {name!r} has shape {value.shape}, the spec needs {param.shape}")
+            dataset = f["variables"][name]
+            if dataset.shape != param.shape:             # checked before anything is read
+                raise ValueError(f"{path!r}: variable {name!r} has shape {dataset.shape}, the spec needs {param.shape}")
+            value = dataset[()]
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{path!r}: variable {name!r} holds NaN or inf")
             param[...] = value
     return ExportedModel(path, spec, network, head)

@@ -184,10 +184,18 @@ class Session:
                 state.global_step, state.fresh = 0, True
             self.source = None
             return False
-        identity = ckpt.identity(path)
-        if identity != self.source:
-            self.load_into(self.state.network, path, self.state)
-            self.source = identity
+        for attempt in range(3):               # a concurrent trainer may delete it (rotation) as we read
+            try:
+                identity = ckpt.identity(path)
+                if identity != self.source:
+                    self.load_into(self.state.network, path, self.state)
+                    self.source = identity
+                return True
+            except (FileNotFoundError, ckpt.CheckpointError):
+                newer = self.latest_checkpoint()
+                if attempt == 2 or newer is None or newer == path or os.path.isfile(path):
+                    raise
+                path = newer
         return True
 
     def sync_for_training(self):
@@ -218,7 +226,19 @@ class Session:
     def train(self, input_fn, hooks, steps, max_steps, listeners, facade):
         """TF's train: ``steps`` more, up to ``max_steps``, or until the input ends (see the estimators)."""
         runner = self.runner()
-        runner.sync_state(self.state, self.sync_for_training)   # rank 0 reads model_dir, every rank gets it
+        lock = ckpt.TrainingLock(self.model_dir)     # one trainer per model_dir (rank 0's, under MPI)
+
+        def chief():
+            lock.acquire()
+            ckpt.remove_stale(self.model_dir)
+            self.sync_for_training()
+        try:
+            runner.sync_state(self.state, chief)      # rank 0 reads model_dir, every rank gets it
+            self._train(runner, input_fn, hooks, steps, max_steps, listeners, facade)
+        finally:
+            lock.release()
+
+    def _train(self, runner, input_fn, hooks, steps, max_steps, listeners, facade):
         state, config = self.state, self.config
         if max_steps is not None and state.global_step >= max_steps:
             logger.info("Skipping training since max_steps has already saved.")
@@ -253,7 +273,10 @@ class Session:
                                       reduce=runner.reduce, device=device)
                 except (ValueError, TypeError, KeyError, FloatingPointError):
                     if state.global_step != saved_at:  # keep every finished step, then report the batch
-                        self.save(runner, listeners)
+                        try:
+                            self.save(runner, listeners)
+                        except FloatingPointError:     # diverged: the weights are not finite, keep the last
+                            pass                       # finite checkpoint as the latest
                     raise
                 if loss is None:                      # data-parallel: every rank's input ended, or a stop
                     break
