@@ -101,35 +101,58 @@ def write(path, variables, attributes):
     write_bytes(path, hdf5_image(fill), "checkpoint")
 
 
-def read(path, earlier=()):
+def read(path, earlier=(), shapes=None, check=None):
     """(variables {name: array}, attributes {name: value}) of a checkpoint file.
 
-    ``earlier``: other checkpoint paths, named in the error message as fallbacks.
+    ``earlier``: other checkpoint paths, named in the error message as fallbacks. ``shapes``:
+    {name: shape} to read only those variables, each one's shape checked before its values are
+    read (a file is untrusted: a small file can declare a huge dataset); absent names are left out.
+    None reads every variable. ``check(attributes)`` runs before any variable is read: an exception
+    it returns is raised instead of reading them.
     """
     import h5py
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
-    variables = {}
+    variables, refused = {}, None
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:
                 raise CheckpointError(f"{path!r} is not a minirnn checkpoint (format {f.attrs.get('format')!r})")
             attributes = {key: json.loads(f.attrs[key]) for key in f.attrs if key != "format"}
+            refused = None if check is None else check(attributes)
+            if refused is not None:
+                raise refused
 
-            def collect(name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    variables[name] = obj[()]
-            f["variables"].visititems(collect)
+            group = f["variables"]
+            if shapes is None:
+                group.visititems(lambda name, obj: variables.__setitem__(name, obj[()])
+                                 if isinstance(obj, h5py.Dataset) else None)
+            for name, shape in (shapes or {}).items():
+                dataset = group.get(name)
+                if not isinstance(dataset, h5py.Dataset):
+                    continue
+                if dataset.shape != tuple(shape):
+                    raise CheckpointError(f"checkpoint {path!r}: variable {name!r} has shape {dataset.shape}, "
+                                          f"this model's is {tuple(shape)}")
+                variables[name] = dataset[()]
     except CheckpointError:
         raise
+    except ValueError as error:
+        if error is refused:
+            raise
+        raise _unreadable(path, earlier, error) from error
     except Exception as err:           # h5py raises OSError, KeyError, RuntimeError... on damaged files
-        others = [p for p in earlier if os.path.abspath(p) != os.path.abspath(path)]
-        hint = (f" Earlier checkpoints: {others}; pass one as checkpoint_path=..., or delete {path!r} and "
-                f"its line in the '{INDEX}' file to resume from the previous one." if others else
-                " There is no earlier checkpoint to fall back to.")
-        raise CheckpointError(f"checkpoint {path!r} cannot be read ({type(err).__name__}: {err}); it is "
-                              f"truncated or corrupted.{hint}") from err
+        raise _unreadable(path, earlier, err) from err
     return variables, attributes
+
+
+def _unreadable(path, earlier, err):
+    others = [p for p in earlier if os.path.abspath(p) != os.path.abspath(path)]
+    hint = (f" Earlier checkpoints: {others}; pass one as checkpoint_path=..., or delete {path!r} and "
+            f"its line in the '{INDEX}' file to resume from the previous one." if others else
+            " There is no earlier checkpoint to fall back to.")
+    return CheckpointError(f"checkpoint {path!r} cannot be read ({type(err).__name__}: {err}); it is "
+                           f"truncated or corrupted.{hint}")
 
 
 # ---- the index file ---------------------------------------------------------------------------
@@ -338,16 +361,18 @@ def _comparable(spec):
     return strip(json.loads(json.dumps(spec)))
 
 
-def load(path, model_dir, spec):
-    """(variables, attributes) of the checkpoint at ``path``, after checking that it was written by
-    a model of this ``spec`` (a ValueError naming the first difference otherwise)."""
+def load(path, model_dir, spec, shapes):
+    """(variables, attributes) of the checkpoint at ``path``: the variables of ``shapes`` ({name:
+    shape}, see :func:`read`), after checking that it was written by a model of this ``spec`` (a
+    ValueError naming the first difference otherwise)."""
+    def check(attributes):
+        difference = _diff(_comparable(attributes.get("spec")), _comparable(spec))
+        if difference:
+            return ValueError(f"checkpoint {path!r} was written by a different model ({difference}); use another "
+                              "model_dir, or warm_start_from to copy the matching weights")
+        return None
     _, kept = read_index(model_dir)
-    variables, attributes = read(path, kept)
-    difference = _diff(_comparable(attributes.get("spec")), _comparable(spec))
-    if difference:
-        raise ValueError(f"checkpoint {path!r} was written by a different model ({difference}); use another "
-                         "model_dir, or warm_start_from to copy the matching weights")
-    return variables, attributes
+    return read(path, kept, shapes, check)
 
 
 def load_weights(network, variables, path):

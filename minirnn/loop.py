@@ -167,7 +167,10 @@ class Session:
 
     def load_into(self, network, path, state=None):
         """Load the checkpoint at ``path`` into ``network`` (and the rest into ``state``); -> its step."""
-        variables, attributes = ckpt.load(path, self.model_dir, self.spec())
+        shapes = {name: p.shape for name, p in zip(network.param_names(), network.params())}
+        if state is not None:
+            shapes.update(state.slot_shapes())
+        variables, attributes = ckpt.load(path, self.model_dir, self.spec(), shapes)
         ckpt.load_weights(network, variables, path)
         if state is not None:
             state.restore(variables, attributes)

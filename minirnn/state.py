@@ -79,6 +79,11 @@ class TrainState:
                 "optimizer": {"config": self.optimizer.get_config(), "iterations": self.optimizer.iterations},
                 "rng": self.rng.bit_generator.state}
 
+    def slot_shapes(self):
+        """{checkpoint name: shape} of the optimizer slots this state can hold."""
+        return {f"training/{self.optimizer.name}/{name}/{slot}": p.shape
+                for name, p in zip(self.trainable_names(), self.trainable_params()) for slot in self.optimizer.slots}
+
     def restore(self, variables, attributes):
         """Take the optimizer slots, iteration count, RNG and step of a checkpoint (the weights are
         loaded by :func:`minirnn.checkpoint.load_weights`)."""

@@ -194,3 +194,41 @@ def test_every_write_of_the_index_and_checkpoints_is_atomic(tmp_path):
             pytest.raises(OSError, match="writing thing .* failed"):
         ckpt.write_bytes(str(path), b"new", "thing")
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["file"]
+
+
+HUGE = """
+import resource, sys
+import numpy as np
+import minirnn
+from minirnn import feature_column as fc
+clf = minirnn.RNNClassifier([fc.sequence_numeric_column("x")], units=[4], cell_type="gru", model_dir=sys.argv[1],
+                            config=minirnn.RunConfig(random_seed=0))
+try:
+    print("global_step", clf.evaluate(lambda: iter([({"x": np.ones((2, 3))}, np.array([0, 1]))]))["global_step"])
+except Exception as error:
+    print(type(error).__name__, error)
+print("maxrss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("where", ["needed", "extra"])
+def test_a_small_file_declaring_huge_data_costs_nothing(tmp_path, where):
+    """A 3.2 GB dataset, gzip-filled into a few KB: its shape is checked before anything is read,
+    and a dataset the model does not need is never read."""
+    model_dir = tmp_path / "m"
+    classifier(model_dir).train(batches(), steps=1)
+    path = classifier(model_dir).latest_checkpoint()
+    with h5py.File(path, "r+") as f:
+        name = "variables/rnn_model/logits/kernel" if where == "needed" else "variables/extra"
+        if name in f:
+            del f[name]
+        f.create_dataset(name, shape=(20000, 20000), dtype="float64", compression="gzip", chunks=(1000, 1000))
+    assert os.path.getsize(path) < 1 << 20
+    proc = subprocess.run([sys.executable, "-P", "-c", HUGE, str(model_dir)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    if where == "needed":
+        assert "CheckpointError" in out and "has shape (20000, 20000), this model's is (4, 1)" in out["CheckpointError"]
+    else:
+        assert out.get("global_step") == "1", proc.stdout + proc.stderr
+    assert int(out["maxrss_mb"]) < 1000, out
