@@ -170,23 +170,27 @@ def read_index(model_dir):
     if not os.path.isfile(path):
         return None, []
     latest, kept = None, []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            match = re.match(r'^(model_checkpoint_path|all_model_checkpoint_paths):\s*"([^"]+)"$', line)
-            if not match:
-                raise CheckpointError(f"{path!r}, line {number}: cannot parse {line!r}")
-            name = match.group(2)
-            if os.path.basename(name) != name or not _NAME.match(name):   # paths read from a file are untrusted
-                raise CheckpointError(f"{path!r}, line {number}: {name!r} is not a checkpoint of this model_dir "
-                                      "(the index names files model.ckpt-<step>.h5 inside it, nothing else)")
-            full = os.path.join(model_dir, name)
-            if match.group(1) == "model_checkpoint_path":
-                latest = full
-            else:
-                kept.append(full)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path!r} is not a checkpoint index (not UTF-8 text: {error})") from None
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        match = re.match(r'^(model_checkpoint_path|all_model_checkpoint_paths):\s*"([^"]+)"$', line)
+        if not match:
+            raise CheckpointError(f"{path!r}, line {number}: cannot parse {line!r}")
+        name = match.group(2)
+        if os.path.basename(name) != name or not _NAME.match(name):   # paths read from a file are untrusted
+            raise CheckpointError(f"{path!r}, line {number}: {name!r} is not a checkpoint of this model_dir "
+                                  "(the index names files model.ckpt-<step>.h5 inside it, nothing else)")
+        full = os.path.join(model_dir, name)
+        if match.group(1) == "model_checkpoint_path":
+            latest = full
+        else:
+            kept.append(full)
     if latest is not None and latest not in kept:
         kept.append(latest)
     return latest, kept

@@ -76,6 +76,8 @@ class _Estimator:
         if model_dir is None:
             model_dir = tempfile.mkdtemp(prefix="minirnn_")
             logger.warning("Using temporary folder as model directory: %s", model_dir)
+        if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+            raise ValueError(f"model_dir {os.fspath(model_dir)!r} is a file; give a folder (it need not exist yet)")
         self._model_dir = os.fspath(model_dir)
         self._config = config.replace(model_dir=self._model_dir)
         self._sequence_columns = list(sequence_feature_columns or [])

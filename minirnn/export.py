@@ -270,14 +270,18 @@ def load_exported(path, custom_objects=None):
     spec_file = os.path.join(path, "spec.json")
     if not os.path.isfile(spec_file):
         raise ValueError(f"{path!r} is not a minirnn export (no spec.json)")
-    with open(spec_file, encoding="utf-8") as f:
-        spec = json.load(f)
-    if spec.get("format") != FORMAT:
-        raise ValueError(f"{path!r}: unknown export format {spec.get('format')!r}")
-    head = head_from_config(spec["head"])
-    net_args = dict(spec["network"])
-    network = Network([column_from_spec(c, custom_objects) for c in spec["sequence_columns"]],
-                      [column_from_spec(c, custom_objects) for c in spec["context_columns"]] or None, **net_args)
+    try:                              # an untrusted file: every way it can be malformed is one error naming it
+        with open(spec_file, encoding="utf-8") as f:
+            spec = json.load(f)
+        if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+            raise ValueError(f"unknown export format {spec.get('format') if isinstance(spec, dict) else spec!r}")
+        head = head_from_config(spec["head"])
+        network = Network([column_from_spec(c, custom_objects) for c in spec["sequence_columns"]],
+                          [column_from_spec(c, custom_objects) for c in spec["context_columns"]] or None,
+                          **dict(spec["network"]))
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as error:
+        raise ValueError(f"{spec_file!r} is not a valid minirnn export spec ({type(error).__name__}: {error})") \
+            from error
     with h5py.File(os.path.join(path, "model.h5"), "r") as f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"{path!r}: model.h5 is not a minirnn export")

@@ -325,12 +325,16 @@ class Session:
         """Append ``metrics`` to ``out_dir/metrics.jsonl`` and TensorBoard events (rank 0 alone)."""
         if not self.runner().is_chief:
             return
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps({k: (int(v) if k == "global_step" else float(v)) for k, v in metrics.items()}) + "\n")
-        if self.config.save_summary_steps:
-            from .summary import write_scalars
-            write_scalars(out_dir, step, {k: v for k, v in metrics.items() if k != "global_step"})
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+                f.write(json.dumps({k: (int(v) if k == "global_step" else float(v)) for k, v in metrics.items()})
+                        + "\n")
+            if self.config.save_summary_steps:
+                from .summary import write_scalars
+                write_scalars(out_dir, step, {k: v for k, v in metrics.items() if k != "global_step"})
+        except OSError as error:                      # a read-only model_dir: the metrics are still returned
+            logger.warning("could not record the evaluation in %s (%s); the metrics are returned", out_dir, error)
         logger.info("evaluation at step %d: %s", step,
                     ", ".join(f"{k} = {float(v):.4g}" for k, v in metrics.items() if k != "global_step"))
 

@@ -232,3 +232,40 @@ def test_a_small_file_declaring_huge_data_costs_nothing(tmp_path, where):
     else:
         assert out.get("global_step") == "1", proc.stdout + proc.stderr
     assert int(out["maxrss_mb"]) < 1000, out
+
+
+def test_malformed_files_are_errors_naming_the_file(tmp_path):
+    model_dir = tmp_path / "m"
+    clf = classifier(model_dir)
+    clf.train(batches(), steps=1)
+    export = os.fsdecode(clf.export_saved_model(str(tmp_path / "export")))
+    spec_file = os.path.join(export, "spec.json")
+    good = open(spec_file).read()
+    for bad in ("{not json", "[1, 2]", good.replace('"head"', '"heed"'), "[" * 100000 + "]" * 100000,
+                good.replace('"units": [4]', '"units": [4e400]')):
+        with open(spec_file, "w") as f:
+            f.write(bad)
+        with pytest.raises(ValueError, match=r"spec\.json' is not a valid minirnn export spec"):
+            minirnn.load_exported(export)
+    (model_dir / "checkpoint").write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(ckpt.CheckpointError, match="checkpoint' is not a checkpoint index"):
+        classifier(model_dir).evaluate(batches(1))
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        classifier(model_dir / "checkpoint")
+
+
+def test_evaluate_on_a_read_only_model_dir_warns_and_returns(tmp_path, caplog):
+    model_dir = tmp_path / "m"
+    classifier(model_dir).train(batches(), steps=1)
+    (model_dir / "eval").write_text("")             # eval/ cannot be made (root ignores a read-only mode)
+    with caplog.at_level(logging.WARNING, logger="minirnn"):
+        metrics = classifier(model_dir, save_summary_steps=0).evaluate(batches(1))
+    assert metrics["global_step"] == 1 and "could not record the evaluation" in caplog.text
+
+
+def test_an_interrupt_while_writing_leaves_no_temporary(tmp_path):
+    path = tmp_path / "file"
+    with mock.patch.object(ckpt, "_replace_atomically", side_effect=KeyboardInterrupt), \
+            pytest.raises(KeyboardInterrupt):
+        ckpt.write_bytes(str(path), b"new", "thing")
+    assert os.listdir(tmp_path) == []
