@@ -359,11 +359,21 @@ def _read(path, options, settings=None, need_labels=False):
     return data
 
 
+def _check_no_missing_labels(data):
+    """A missing label (``?``, ``nan``, empty) is refused by name: it is no class."""
+    for k, value in enumerate(data.labels):
+        text = _label_text(value).strip()
+        if text in datafiles.MISSING or text == "" or text.lower() == "nan":
+            raise datafiles.DataError(f"{data.source}: the label of sequence {data.ids[k]!r} is missing ({text!r}); "
+                                      "give it a class or leave the row out")
+
+
 def _label_vocabulary(data):
     """Class names as strings: the .ts @classLabel list, else the sorted distinct labels (numerically
     when they are all numbers)."""
     if data.class_labels is not None:
         return list(data.class_labels)
+    _check_no_missing_labels(data)
     labels = sorted({_label_text(v) for v in data.labels})
     try:
         return sorted(labels, key=float)
@@ -390,6 +400,7 @@ def _labels_for(data, settings):
             if not math.isfinite(out[k]):
                 raise datafiles.DataError(f"{data.source}: label of sequence {data.ids[k]!r} is not finite")
         return out
+    _check_no_missing_labels(data)
     known = set(settings["label_vocabulary"])
     labels = np.array([_label_text(v) for v in data.labels], dtype=object)
     for k, label in enumerate(labels):
@@ -616,6 +627,10 @@ def main(argv=None):
     except FloatingPointError as error:
         print(f"minirnn: error: {_one_line(error)}", file=sys.stderr)
         return 1
+    except MemoryError:                                      # e.g. --units 100000: the model does not fit
+        print("minirnn: error: out of memory: the model or the data is too large for this machine (fewer "
+              "--units, a smaller --batch-size, or less data)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("minirnn: interrupted", file=sys.stderr)
         return 130

@@ -39,7 +39,7 @@ __all__ = ["DataError", "SequenceData", "FORMATS", "read", "read_ts", "read_csv"
 FORMATS = ("ts", "csv", "npz", "hdf5")
 _EXTENSIONS = {".ts": "ts", ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".npz": "npz", ".h5": "hdf5",
                ".hdf5": "hdf5", ".hdf": "hdf5"}
-_MISSING = {"?", "nan", "NaN", "NAN"}
+MISSING = {"?", "nan", "NaN", "NAN"}     # what marks a missing value in a text file
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -145,13 +145,13 @@ def _positive(path, number, tag, value):
 def _series(path, number, dim, text):
     """One dimension of a case: its values with trailing missing values (padding) removed."""
     cells = [c.strip() for c in text.split(",")]
-    while cells and cells[-1] in _MISSING:
+    while cells and cells[-1] in MISSING:
         cells.pop()
     if not cells or cells == [""]:
         raise DataError(f"{path}, line {number}: dimension {dim} has no values")
     values = np.empty(len(cells), dtype=np.float64)
     for k, cell in enumerate(cells):
-        if cell in _MISSING:
+        if cell in MISSING:
             raise DataError(f"{path}, line {number}: dimension {dim} has a missing value '?' at step {k + 1} inside "
                             "the series (only trailing '?' padding is allowed; fill in or drop the missing values)")
         try:
@@ -175,7 +175,7 @@ def read_ts(path):
     header, class_labels, regression = {}, None, False
     sequences, labels = [], []
     in_data = False
-    with open(path, encoding="utf-8", errors="strict") as f:
+    with open(path, encoding="utf-8-sig", errors="strict") as f:   # -sig: a byte-order mark is not data
         try:
             lines = f.read().splitlines()
         except UnicodeDecodeError as error:

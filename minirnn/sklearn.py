@@ -178,12 +178,18 @@ def _to_float(name, value, dtype):
     if complex_:
         raise ValueError(f"{name}: Complex data not supported; expected real numbers")
     try:
-        arr = np.asarray(value, dtype=dtype)
+        with np.errstate(over="ignore"):  # a value too large for dtype is reported below
+            arr = np.asarray(value, dtype=dtype)
     except TypeError as error:            # e.g. a dict inside an object array
         raise TypeError(f"{name}: expected numbers; {error}") from error
     except ValueError as error:           # e.g. strings
         raise ValueError(f"{name}: expected numbers; {error}") from error
     if not np.all(np.isfinite(arr)):
+        wide = np.asarray(value, dtype=np.float64)
+        too_large = np.isfinite(wide) & ~np.isfinite(arr)
+        if np.any(too_large):
+            raise ValueError(f"{name}: contains a value too large for {np.dtype(dtype).name} "
+                             f"({wide[too_large].flat[0]:g}); scale the data, or set dtype='float64'")
         raise ValueError(f"{name}: contains NaN or inf (every value must be finite)")
     return arr
 

@@ -393,3 +393,16 @@ def test_reader_refuses_what_would_crash_or_mislabel(tmp_path):
         datafiles.read(tmp_path / "nan.npz")
     np.savez(tmp_path / "bytes.npz", x=x, y=np.array([b"a", b"b", b"a", b"b"]))
     assert list(datafiles.read(tmp_path / "bytes.npz").labels) == ["a", "b", "a", "b"]   # text, as from HDF5
+
+
+def test_bom_missing_labels_and_memory_are_one_line(tmp_path):
+    write_ts(tmp_path / "rise.ts")
+    (tmp_path / "bom.ts").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "rise.ts").read_bytes())  # saved by Notepad
+    assert len(datafiles.read(str(tmp_path / "bom.ts")).labels) == 24
+    rows = ["id,t,a,label"] + [f"s{k},{t},{k * 0.1 + t},{'nan' if k == 3 else k % 2}" for k in range(6) for t in range(3)]
+    (tmp_path / "nan.csv").write_text("\n".join(rows) + "\n")
+    one_line_error(minirnn_cli("train", "nan.csv", "--model-dir", "run", "--id-column", "id", "--time-column", "t",
+                               "--label-column", "label", cwd=tmp_path),
+                   "the label of sequence 's3' is missing ('nan')")
+    one_line_error(minirnn_cli("train", "rise.ts", "--model-dir", "big", "--units", "200000,200000",
+                               cwd=tmp_path), "out of memory")

@@ -554,3 +554,10 @@ def test_errors_found_in_review_name_the_argument():
         SequenceClassifier(epochs=1).fit([[[1, 2], [3]]] * 20, [0, 1] * 10)
     with pytest.raises(ValueError, match="y: the targets' mean or spread overflows float64"):
         SequenceRegressor(epochs=1).fit(X, [1e200, -1e200] * 5)
+
+
+def test_values_too_large_for_float32_are_refused_by_name():
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    X[3, 1] = 1e300
+    with pytest.raises(ValueError, match=r"X: contains a value too large for float32 \(1e\+300\)"):
+        SequenceClassifier(epochs=1, units=2, dtype="float32").fit(X, np.arange(10) % 2)
