@@ -91,3 +91,18 @@ def test_readme_main_job_command_runs_from_the_checkout():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "evaluation on 370 test utterances" in proc.stdout and "predicts the same" in proc.stdout
+
+
+def test_every_package_of_the_source_is_installed():
+    """pyproject.toml lists packages by hand: a new subpackage missing there is absent from a wheel
+    (an editable install hides it)."""
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "pyproject.toml"), encoding="utf-8").read()
+    listed = set(re.findall(r'"([\w.]+)"', re.search(r"^packages = \[(.*)\]$", text, re.M).group(1)))
+    found = {"minirnn.kernels"}
+    for directory, dirs, files in os.walk(os.path.join(root, "minirnn")):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        if "__init__.py" in files:
+            found.add(os.path.relpath(directory, root).replace(os.sep, "."))
+    assert found == listed, f"pyproject.toml packages: {sorted(listed)}; the source has {sorted(found)}"
