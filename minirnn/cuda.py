@@ -100,15 +100,16 @@ def select_device(name):
     return "cpu"
 
 
-def trainer_for(device, state, data_parallel=False):
-    """The training steps' device for ``RunConfig.device``: a :class:`DeviceTrainer` of ``state``
-    (a :class:`~minirnn.state.TrainState`) when the device is the GPU, else None (the CPU)."""
+def trainer_for(device, data_parallel=False):
+    """For ``RunConfig.device``: None (the training steps run on the CPU), or a function making the
+    steps' device, a :class:`DeviceTrainer`, from a :class:`~minirnn.state.TrainState`. A missing
+    GPU fails here, before anything is read or written."""
     if device == "cpu" or select_device(device) != "cuda":
         return None
     if data_parallel:
         raise ValueError("RunConfig(device='cuda') with MPI data-parallel training is not supported: use "
                          "device='cpu' under mpiexec")
-    return DeviceTrainer(state.network, state.optimizer)
+    return lambda state: DeviceTrainer(state.network, state.optimizer)
 
 
 def _kernels():

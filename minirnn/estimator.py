@@ -49,9 +49,11 @@ def _arguments(local_names):
     return {k: v for k, v in local_names.items() if k not in ("self", "__class__")}
 
 
-def _device(device, state, runner):
+def _device(device, runner):
+    if device == "cpu":
+        return None
     from .cuda import trainer_for                # numba.cuda is imported only for a GPU
-    return trainer_for(device, state, data_parallel=runner is not Local)
+    return trainer_for(device, data_parallel=runner is not Local)
 
 
 class _Estimator:

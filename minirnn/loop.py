@@ -115,8 +115,8 @@ class Session:
     prediction_options, metric_names : the facade's prediction options and metric selection
     runner : callable() -> the runner (:class:`Local`, or the MPI runner when this process is one of
         several data-parallel ranks); Local by default
-    device : callable(state, runner) -> the device model of the training steps (a GPU runner's
-        DeviceTrainer), or None for the CPU
+    device : callable(runner) -> None (the training steps run on the CPU), or a callable(state) making
+        their device model (a GPU runner's DeviceTrainer); it fails for a missing GPU
     """
 
     def __init__(self, model_dir, config, head, sequence_columns, context_columns, net_args, optimizer, spec,
@@ -130,7 +130,7 @@ class Session:
         self.metric_names = metric_names or (lambda metrics: metrics)
         self._optimizer_arg = optimizer
         self.runner = runner or (lambda: Local)
-        self._device_for = device or (lambda state, runner: None)
+        self._device_for = device or (lambda runner: None)
         self.state = TrainState(self.new_network(), copy.deepcopy(opt.get(optimizer)))   # validates now
         self.source = None            # ckpt.identity() of the checkpoint the state holds
         self.device = None            # the device model while train() runs on a GPU
@@ -229,6 +229,7 @@ class Session:
     def train(self, input_fn, hooks, steps, max_steps, listeners, facade):
         """TF's train: ``steps`` more, up to ``max_steps``, or until the input ends (see the estimators)."""
         runner = self.runner()
+        make_device = self._device_for(runner)       # before anything is written: a missing GPU fails here
         lock = ckpt.TrainingLock(self.model_dir)     # one trainer per model_dir (rank 0's, under MPI)
 
         def chief():
@@ -237,17 +238,17 @@ class Session:
             self.sync_for_training()
         try:
             runner.sync_state(self.state, chief)      # rank 0 reads model_dir, every rank gets it
-            self._train(runner, input_fn, hooks, steps, max_steps, listeners, facade)
+            self._train(runner, make_device, input_fn, hooks, steps, max_steps, listeners, facade)
         finally:
             lock.release()
 
-    def _train(self, runner, input_fn, hooks, steps, max_steps, listeners, facade):
+    def _train(self, runner, make_device, input_fn, hooks, steps, max_steps, listeners, facade):
         state, config = self.state, self.config
         if max_steps is not None and state.global_step >= max_steps:
             logger.info("Skipping training since max_steps has already saved.")
             return
         target = state.global_step + steps if steps is not None else max_steps
-        device = self._device_for(state, runner)      # before anything is written: a missing GPU fails here
+        device = None if make_device is None else make_device(state)
         hooks = list(hooks)
         if config.log_step_count_steps:
             hooks.append(LoggingHook(int(config.log_step_count_steps)))
