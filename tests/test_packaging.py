@@ -52,6 +52,7 @@ RUN_LSTM = """
 """
 
 
+@pytest.mark.slow
 def test_compiled_kernels_are_cached_between_processes(tmp_path):
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     first = _python(RUN_LSTM, tmp_path, env)
@@ -61,6 +62,7 @@ def test_compiled_kernels_are_cached_between_processes(tmp_path):
     assert second["finite"] and second["hits"] >= 1
 
 
+@pytest.mark.slow
 def test_read_only_install_still_imports_and_runs(tmp_path):
     # Numba finds no writable cache location (read-only site-packages, no writable home): the kernel
     # decorator must fall back to compiling without a cache instead of failing at import.

@@ -58,6 +58,7 @@ def fitted_classifier():
 # scikit-learn's own checks and tools
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [lambda: SequenceClassifier(units=16, epochs=30),
                                   lambda: SequenceRegressor(units=16, epochs=30)],
                          ids=["classifier", "regressor"])
@@ -144,6 +145,7 @@ def test_grid_search_and_cross_val_score_with_string_labels():
 # learning, determinism, parameters
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_defaults_learn_an_order_dependent_task_on_held_out_data():
     X = ragged(600, seed=7, low=3, high=15)
     y = last_steps_labels(X)
