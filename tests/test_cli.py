@@ -172,6 +172,7 @@ def test_long_csv_with_time_column_then_predict(tmp_path):
     assert all(r["class"] in ("run", "walk") for r in records)
 
 
+@pytest.mark.slow
 def test_wide_csv_regression_train_and_evaluate(tmp_path):
     write_wide_csv(tmp_path / "wide.csv")
     train = minirnn_cli("train", "wide.csv", "--csv-layout", "wide", "--id-column", "name", "--label-column",
@@ -187,6 +188,7 @@ def test_wide_csv_regression_train_and_evaluate(tmp_path):
     assert metrics["label/mean"] == pytest.approx(np.mean(targets), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_npz_with_lengths_train_and_predict(tmp_path):
     x, lengths, y = arrays()
     x[np.arange(6)[None, :] >= lengths[:, None]] = np.nan         # NaN padding after each length
@@ -199,6 +201,7 @@ def test_npz_with_lengths_train_and_predict(tmp_path):
     assert rows[0] == ["id", "class", "probability_0", "probability_1"] and len(rows) == 21
 
 
+@pytest.mark.slow
 def test_hdf5_with_mask_and_string_labels_train_and_evaluate(tmp_path):
     import h5py
     x, _, y = arrays()

@@ -283,6 +283,7 @@ OPTIMIZERS = {"SGD": lambda: O.SGD(0.5), "Momentum": lambda: O.Momentum(0.05, mo
               "Ftrl": lambda: O.Ftrl(0.1, initial_accumulator_value=1e-4)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 def test_two_layer_model_learns_token_occurrence(cell, optimizer):
@@ -304,6 +305,7 @@ REGRESSION_OPTIMIZERS = {"SGD": lambda: O.SGD(0.3), "Momentum": lambda: O.Moment
                          "Ftrl": lambda: O.Ftrl(0.05, initial_accumulator_value=1e-4)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", sorted(REGRESSION_OPTIMIZERS))
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 def test_two_layer_model_learns_a_regression(cell, optimizer):
