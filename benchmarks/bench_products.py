@@ -1,18 +1,24 @@
-"""The per-step product on its own: ``kernels._jit.matmul_bt`` and ``matmul_rows`` against BLAS's
-``np.dot`` inside ``@njit``.
+"""The products of ``kernels/linalg.py`` on their own: ``matmul_bt`` and ``matmul_rows`` against BLAS's
+``np.dot`` inside ``@njit``, at the per-step shapes and at the shapes of the products over many
+steps, ``transpose_into``, and the weight-gradient primitive ``accumulate_weight_grads`` on both of
+its paths.
 
-Backs the figures in the docstrings of ``matmul_bt`` and ``matmul_rows`` and in the README. One thread (the kernels run each row
-block's products on one thread), float32, the shapes of per-step products at the benchmark sizes:
-forward h_{t-1} U is [B, H] x [H, 4H], backward dz U^T is [B, 4H] x [4H, H]. Best of 5 repeats.
+Backs the choices described in the docstrings of ``linalg.py`` and the figures in the README. One
+thread (the kernels run each row block's products on one thread), float32, the shapes of per-step
+products at the benchmark sizes: forward h_{t-1} U is [B, H] x [H, 4H], backward dz U^T is
+[B, 4H] x [4H, H]. Best of 5 repeats.
 
     python3 -P benchmarks/bench_products.py
     OPENBLAS_CORETYPE=SkylakeX python3 -P benchmarks/bench_products.py     # AVX-512 BLAS kernels
 
 Prints one JSON line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us",
-"matmul_rows_us", "ratio"} (ratio = matmul_bt / BLAS); then the products over all steps (input
-projection, weight gradients): {"bench": "long_products", "M", "K", "N", "blas_us",
-"matmul_bt_add_us", "ratio"} (ratio = matmul_bt_add / BLAS; input projections add "matmul_rows_us");
-then {"bench": "transpose_into", "B", "G", "T", "ns_per_value"}.
+"matmul_rows_us", "ratio"} (ratio = matmul_bt / BLAS); then the products over many steps (input
+projections over all steps, weight gradients over one chunk of steps): {"bench": "long_products",
+"M", "K", "N", "blas_us", "matmul_bt_us", "ratio"} (ratio = matmul_bt / BLAS; input projections
+add "matmul_rows_us");
+then {"bench": "transpose_into", "n", "G", "ns_per_value"} (a chunk's gradient rows, as
+``accumulate_weight_grads`` transposes them), then {"bench": "weight_grads", "B", "T", "D", "H", "G",
+"blas_ms", "loops_ms"}: a whole backward's weight gradients, chunk by chunk, on each path.
 """
 
 import json
@@ -22,13 +28,17 @@ import time
 import numpy as np
 from numba import njit
 
-from minirnn.kernels._jit import OPTIONS, matmul_bt, matmul_bt_add, matmul_rows, transpose_into
+from minirnn.kernels._jit import OPTIONS
+from minirnn.kernels.linalg import (GRADIENT_CHUNK_COLUMNS, accumulate_weight_grads, chunk_steps, matmul_bt,
+                                    matmul_rows, transpose_into, weight_grad_scratch)
 from minirnn.kernels._threads import blas_threads
 
-# products over all steps, per row block of one thread: input projections [T*B, D] x [D, 4H] and LSTM
-# weight gradients [D or H, T*B] x [T*B, 4H], at S1 / S2 / S3 (B = 16 / 32 / 64 rows a block)
-LONG_SHAPES = [(800, 16, 256), (3200, 64, 512), (6400, 128, 1024), (16, 800, 256), (64, 800, 256),
-               (64, 3200, 512), (128, 3200, 512), (128, 12800, 1024), (256, 12800, 1024)]
+# products over many steps, per row block of one thread: input projections [T*B, D] x [D, 4H] over all
+# steps, and LSTM weight gradients [D or H, n] x [n, 4H] over one chunk of n (step, row) columns,
+# at S1 / S2 / S3 (B = 16 / 32 / 64 rows a block)
+CHUNK = GRADIENT_CHUNK_COLUMNS
+LONG_SHAPES = [(800, 16, 256), (3200, 64, 512), (6400, 128, 1024), (16, CHUNK, 256), (64, CHUNK, 256),
+               (64, CHUNK, 512), (128, CHUNK, 512), (128, CHUNK, 1024), (256, CHUNK, 1024)]
 SHAPES = [(16, 8, 128), (16, 16, 64), (16, 32, 128), (16, 64, 256), (16, 256, 64), (32, 128, 512), (32, 512, 128),
           (64, 256, 1024), (64, 1024, 256), (1, 64, 256)]
 
@@ -52,15 +62,18 @@ def _repeat_rows(a, b, out, n):
 
 
 @njit(**OPTIONS)
-def _repeat_add(a, bt, out, n):
+def _repeat_transpose(src, dst, n):
     for _ in range(n):
-        matmul_bt_add(a, bt, out)
+        transpose_into(src, dst)
 
 
 @njit(**OPTIONS)
-def _transpose_steps(src, dst, n):
-    for t in range(n):
-        transpose_into(src, dst, t * src.shape[0])
+def _weight_grads(x_tm, hs, dz, dW, dU, blas, chunk, scratch, n):
+    T = x_tm.shape[0]
+    for _ in range(n):
+        for t1 in range(T, 0, -chunk):
+            t0 = max(t1 - chunk, 0)
+            accumulate_weight_grads(x_tm[t0:t1], dz[:t1 - t0], dW, hs[t0:t1], dz[:t1 - t0], dU, 0, blas, scratch)
 
 
 def _best(fn, *args):
@@ -91,23 +104,23 @@ def main():
             print(json.dumps({"bench": "products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 3),
                               "matmul_bt_us": round(loop * 1e6, 3), "matmul_rows_us": round(rows * 1e6, 3),
                               "ratio": round(loop / blas, 3)}))
-        print("products over all steps: out = a @ b (BLAS) against out += a @ bt.T (matmul_bt_add) and, "
+        print("products over many steps: out = a @ b (BLAS) against out = a @ bt.T (matmul_bt) and, "
               "for the input projections (K < N), out = a @ b (matmul_rows, what input_product runs)")
         for M, K, N in LONG_SHAPES:
             a = rng.standard_normal((M, K)).astype(np.float32)
             b = rng.standard_normal((K, N)).astype(np.float32)
-            bt, out = np.ascontiguousarray(b.T), np.zeros((M, N), np.float32)
+            bt, out = np.ascontiguousarray(b.T), np.empty((M, N), np.float32)
             ref = a.astype(np.float64) @ b
-            _repeat_add(a, bt, out, 1)
+            _repeat_loop(a, bt, out, 1)
             assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
             reps = max(3, int(2e9 / (M * K * N)))
-            blas, add = _best(_repeat_blas, a, b, out, reps), _best(_repeat_add, a, bt, out, reps)
+            blas, add = _best(_repeat_blas, a, b, out, reps), _best(_repeat_loop, a, bt, out, reps)
             flops = 2.0 * M * K * N
             line = {"bench": "long_products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 1),
-                    "matmul_bt_add_us": round(add * 1e6, 1), "ratio": round(add / blas, 3)}
+                    "matmul_bt_us": round(add * 1e6, 1), "ratio": round(add / blas, 3)}
             text = (f"[{M}, {K}] x [{K}, {N}]  BLAS {blas * 1e6:9.1f} us ({flops / blas / 1e9:4.0f} GFLOP/s)  "
-                    f"matmul_bt_add {add * 1e6:9.1f} us ({flops / add / 1e9:4.0f} GFLOP/s)  "
-                    f"BLAS / add {blas / add:5.2f}")
+                    f"matmul_bt {add * 1e6:9.1f} us ({flops / add / 1e9:4.0f} GFLOP/s)  "
+                    f"BLAS / matmul_bt {blas / add:5.2f}")
             if K < N:
                 _repeat_rows(a, b, out, 1)
                 assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
@@ -116,14 +129,30 @@ def main():
                 text += f"  matmul_rows {rows * 1e6:9.1f} us ({flops / rows / 1e9:4.0f} GFLOP/s)"
             print(text)
             print(json.dumps(line))
-        print("transpose_into, step by step: a step's [B, 4H] into columns of [4H, T * B] (LSTM dz)")
-        for B, G, T in ((16, 256, 50), (32, 512, 100), (64, 1024, 200)):
-            src, dst = rng.standard_normal((B, G)).astype(np.float32), np.empty((G, T * B), np.float32)
-            _transpose_steps(src, dst, 1)
-            assert np.array_equal(dst[:, :B], src.T), "transpose differs"
-            ns = _best(_transpose_steps, src, dst, T) / (B * G) * 1e9   # _best: per step
-            print(f"[{B}, {G}] x {T} steps  {ns:5.2f} ns a value")
-            print(json.dumps({"bench": "transpose_into", "B": B, "G": G, "T": T, "ns_per_value": round(ns, 3)}))
+        print("transpose_into: a chunk's [n, 4H] gradient rows into [4H, n] (LSTM dz)")
+        for n, G in ((512, 256), (512, 512), (512, 1024)):
+            src, dst = rng.standard_normal((n, G)).astype(np.float32), np.empty((G, n), np.float32)
+            _repeat_transpose(src, dst, 1)
+            assert np.array_equal(dst, src.T), "transpose differs"
+            ns = _best(_repeat_transpose, src, dst, 20) / (n * G) * 1e9
+            print(f"[{n}, {G}]  {ns:5.2f} ns a value")
+            print(json.dumps({"bench": "transpose_into", "n": n, "G": G, "ns_per_value": round(ns, 3)}))
+        print("accumulate_weight_grads: dW, dU of a whole backward, chunk by chunk (LSTM, one row block)")
+        for B, T, D, H in ((16, 50, 16, 64), (32, 100, 64, 128), (64, 200, 128, 256)):
+            G = 4 * H
+            x_tm = rng.standard_normal((T, B, D)).astype(np.float32)
+            hs = rng.standard_normal((T + 1, B, H)).astype(np.float32)
+            chunk = chunk_steps(T, B)
+            dz = rng.standard_normal((chunk, B, G)).astype(np.float32)
+            scratch = np.empty(weight_grad_scratch(chunk * B, max(D, H), G), np.float32)
+            times = {}
+            for blas in (True, False):
+                dW, dU = np.zeros((D, G), np.float32), np.zeros((H, G), np.float32)
+                _weight_grads(x_tm, hs, dz, dW, dU, blas, chunk, scratch, 1)
+                times[blas] = _best(_weight_grads, x_tm, hs, dz, dW, dU, blas, chunk, scratch, 2)
+            print(f"B={B} T={T} D={D} H={H}  BLAS {times[True] * 1e3:8.2f} ms  loops {times[False] * 1e3:8.2f} ms")
+            print(json.dumps({"bench": "weight_grads", "B": B, "T": T, "D": D, "H": H, "G": G,
+                              "blas_ms": round(times[True] * 1e3, 3), "loops_ms": round(times[False] * 1e3, 3)}))
 
 
 if __name__ == "__main__":

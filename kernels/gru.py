@@ -1,4 +1,8 @@
-"""GRU cell, both Keras forms: Numba forward and backprop-through-time, side by side.
+"""GRU cell, both Keras forms, compiled with Numba: forward and backprop-through-time, side by side.
+
+Read ``reference.py``'s ``gru_forward`` / ``gru_backward`` first: the same maths in plain NumPy, one
+step at a time. This module computes the same thing (the tests hold it to 1e-10 of the reference in
+float64), with the time loop compiled and the large products batched.
 
 Shapes: B batch, T time, D input features, H units. Keras gate order z (update), r (reset), h.
 Weights: kernel W [D, 3H], recurrent_kernel U [H, 3H]; bias [2, 3H] for ``reset_after=True``
@@ -14,30 +18,41 @@ Forward, for each step t and row with mask[b, t] true (x_t W split into xz, xr, 
     hh = tanh(xh + b_ih + r * rec_h)               hh = tanh(xh + (r * h_{t-1}) U_h)
     h_t = z * h_{t-1} + (1 - z) * hh               (the same; h_t is the output y_t)
 
-A masked step keeps h; its output repeats the previous output (zeros before the first valid step),
-or is zero with ``zero_output_for_mask``. Its input gets no gradient.
-
 Backward, per valid step, with dh = dh_t (from t+1) + dy_t::
 
     da_h = dh * (1 - z) * (1 - hh^2)               da_z = dh * (h_{t-1} - hh) * z(1-z)
     reset_after=True:   da_r = da_h * rec_h * r(1-r)
                         drec = [da_z, da_r, da_h * r];  dh_{t-1} = dh * z + drec U^T
-                        dU += h_{t-1}^T drec;  db_r += sum drec
+                        dU += h_{t-1}^T drec;  db_r += sum_b drec
     reset_after=False:  drh = da_h U_h^T             (gradient of r * h_{t-1})
                         da_r = drh * h_{t-1} * r(1-r)
                         dh_{t-1} = dh * z + drh * r + [da_z, da_r] U_zr^T
                         dU_zr += h_{t-1}^T [da_z, da_r];  dU_h += (r * h_{t-1})^T da_h
     dW += x_t^T [da_z, da_r, da_h]   and the input bias likewise;   dx_t = [da_z, da_r, da_h] W^T
 
-As in ``lstm.py``: input projection, weight gradients and dx are single large products over all
-steps; the per-step products run inside one compiled time loop.
+Masking (Keras semantics, as in the reference): a masked step keeps h and gets zero gradients, so its
+input gets no gradient and the state's gradient passes through it unchanged; its output repeats the
+previous output (zeros before the row's first valid step), or is zero with ``zero_output_for_mask``,
+and in the first case the output gradient it receives is carried back to the step whose output it
+repeats (``dy_carry``).
+
+How the work is laid out is the same in all three cells; ``lstm.py``'s docstring describes it, and
+the pieces are in :mod:`.linalg`: the input projection of every step in one product, only the
+recurrent products per step, and backward in chunks of steps whose weight, bias and input gradients
+are a few products each (``accumulate_weight_grads``, ``input_grad_product``). In the
+``reset_after=False`` form the recurrent kernel's z, r columns and its candidate columns have
+different inputs (h_{t-1} and r * h_{t-1}), so each chunk makes two ``accumulate_weight_grads`` calls,
+one per block of columns.
 """
 
 import numpy as np
 
-from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, copy_time_major,
-                   input_product, kernel_jit, sigmoid, step_product, tanh)
+from ._jit import kernel_jit
 from ._threads import small_products_in_blas
+from .activations import sigmoid, tanh
+from .linalg import (accumulate_weight_grads, add_column_sums, add_steps, batch_major, check_gradient_buffers,
+                     chunk_steps, copy_rows, copy_time_major, input_grad_product, input_product, step_product,
+                     weight_grad_scratch)
 from .workspace import scratch
 
 
@@ -45,48 +60,42 @@ from .workspace import scratch
 Z, R, N = 0, 1, 2
 
 
-@kernel_jit
-def _carry_masked_row(y, hs, b, t, zero_output_for_mask):
-    """A masked step: keep the state, repeat the previous output (or zero)."""
-    for j in range(hs.shape[2]):
-        hs[t + 1, b, j] = hs[t, b, j]
-        y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
-
-
 # The loops index arrays through [.., 3, H] reshapes instead of taking views per row (each view
-# costs reference counting, which dominated small steps; see lstm.py).
+# costs reference counting; see lstm.py).
 
 # --------------------------------------------------------------------------------------------
 # reset_after=True (TF2 default)
 # --------------------------------------------------------------------------------------------
 
 @kernel_jit
-def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps, x_tm, gates, rec_h, hs):
+def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, rec_h, hs):
     B, T, D = x.shape
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
     copy_time_major(x, x_tm)
-    input_product(x_tm.reshape(T * B, D), W, gates.reshape(T * B, 3 * H), blas_steps)  # x W: z, r, hh
-    copy_rows(hs[0], h0)                           # rec_h = h_{t-1} U_h + b_rh, saved for backward
+    input_product(x_tm, W, gates, blas)            # x_t W for every step at once: z, r, hh
+    copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}; with rec_h, saved for backward
     y = np.empty((B, T, H), dtype=x.dtype)
     rec = np.empty((B, 3 * H), dtype=x.dtype)
     UT = np.ascontiguousarray(U.T)
     a, rc, b3 = gates.reshape(T, B, 3, H), rec.reshape(B, 3, H), bias.reshape(2, 3, H)
     for t in range(T):
-        step_product(hs[t], U, UT, rec, blas_steps)  # h_{t-1} U
+        step_product(hs[t], U, UT, rec, blas)      # h_{t-1} U
         for b in range(B):
-            if not mask[b, t]:
-                _carry_masked_row(y, hs, b, t, zero_output_for_mask)
+            if not mask[b, t]:                     # masked: carry the state, repeat the output
+                for j in range(H):
+                    hs[t + 1, b, j] = hs[t, b, j]
+                    y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
                 continue
-            for j in range(H):                     # z, r
+            for j in range(H):                     # z = sigmoid(xz + b_iz + rec_z)
                 a[t, b, Z, j] = sigmoid(a[t, b, Z, j] + b3[0, Z, j] + rc[b, Z, j] + b3[1, Z, j])
-            for j in range(H):
+            for j in range(H):                     # r = sigmoid(xr + b_ir + rec_r)
                 a[t, b, R, j] = sigmoid(a[t, b, R, j] + b3[0, R, j] + rc[b, R, j] + b3[1, R, j])
             for j in range(H):                     # rec_h = h_{t-1} U_h + b_rh
                 rec_h[t, b, j] = rc[b, N, j] + b3[1, N, j]
-            for j in range(H):                     # hh, the candidate
+            for j in range(H):                     # hh = tanh(xh + b_ih + r rec_h)
                 a[t, b, N, j] = tanh(a[t, b, N, j] + b3[0, N, j] + a[t, b, R, j] * rec_h[t, b, j])
-            for j in range(H):                     # h = z h_{t-1} + (1 - z) hh
+            for j in range(H):                     # h_t = z h_{t-1} + (1 - z) hh
                 h = a[t, b, Z, j] * hs[t, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
                 hs[t + 1, b, j] = h
                 y[b, t, j] = h
@@ -95,60 +104,61 @@ def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas_ste
 
 @kernel_jit
 def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_output_for_mask,
-                          dW, dU, db, need_dx, blas_steps, dxw, drec):
+                          dW, dU, db, need_dx, blas, dxw, drec, wg, dx_tm):
     T, B, G = gates.shape
-    one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 3
-    D = x_tm.shape[2]
+    one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
+    # dxw, drec [chunk, B, G]: the chunk's gradients of x W + b_i and of h_{t-1} U + b_r
+    chunk = dxw.shape[0]
     UT = np.ascontiguousarray(U.T)
-    # dxw, drec [T, B, G]: the gradients of x W + b_i and of h_{t-1} U + b_r
-    dh = dh_T.copy()
-    dy_carry = np.zeros((B, H), dtype=gates.dtype)
+    WT = np.ascontiguousarray(W.T)
+    dh = dh_T.copy()                               # the gradient reaching h_t from step t+1
+    dy_carry = np.zeros((B, H), dtype=gates.dtype)  # output gradient repeated over masked steps
     dh_rec = np.empty((B, H), dtype=gates.dtype)
-    a, da, dr = gates.reshape(T, B, 3, H), dxw.reshape(T, B, 3, H), drec.reshape(T, B, 3, H)
-    for t in range(T - 1, -1, -1):
-        for b in range(B):
-            if not mask[b, t]:
-                for k in range(G):
-                    dxw[t, b, k] = 0.0
-                    drec[t, b, k] = 0.0
-                if not zero_output_for_mask:
+    a, da, dr = gates.reshape(T, B, 3, H), dxw.reshape(chunk, B, 3, H), drec.reshape(chunk, B, 3, H)
+    for t1 in range(T, 0, -chunk):                 # chunks of steps t0 <= t < t1, from the last
+        t0 = max(t1 - chunk, 0)
+        for t in range(t1 - 1, t0 - 1, -1):
+            s = t - t0                             # step t's rows in the chunk
+            for b in range(B):
+                if not mask[b, t]:
+                    for k in range(G):             # no gradient into a masked step
+                        dxw[s, b, k] = 0.0
+                        drec[s, b, k] = 0.0
+                    if not zero_output_for_mask:
+                        for j in range(H):
+                            dy_carry[b, j] += dy[b, t, j]
+                    continue
+                for j in range(H):                 # dh = dh_t + dy_t
+                    dh[b, j] += dy[b, t, j] + dy_carry[b, j]
+                    dy_carry[b, j] = 0.0
+                for j in range(H):                 # da_h = dh (1 - z) (1 - hh^2)
+                    z, hh = a[t, b, Z, j], a[t, b, N, j]
+                    da[s, b, N, j] = dh[b, j] * (one - z) * (one - hh * hh)
+                for j in range(H):                 # da_z = dh (h_{t-1} - hh) z(1-z)
+                    z, hh = a[t, b, Z, j], a[t, b, N, j]
+                    da[s, b, Z, j] = dh[b, j] * (hs[t, b, j] - hh) * z * (one - z)
+                for j in range(H):                 # da_r = da_h rec_h r(1-r)
+                    r = a[t, b, R, j]
+                    da[s, b, R, j] = da[s, b, N, j] * rec_h[t, b, j] * r * (one - r)
+                for j in range(H):                 # drec = [da_z, da_r, da_h r]
+                    dr[s, b, Z, j] = da[s, b, Z, j]
+                    dr[s, b, R, j] = da[s, b, R, j]
+                    dr[s, b, N, j] = da[s, b, N, j] * a[t, b, R, j]
+                for j in range(H):                 # dh_{t-1} = dh z + ... (the direct path)
+                    dh[b, j] *= a[t, b, Z, j]
+            step_product(drec[s], UT, U, dh_rec, blas)  # ... + drec U^T
+            for b in range(B):
+                if mask[b, t]:
                     for j in range(H):
-                        dy_carry[b, j] += dy[b, t, j]
-                continue
-            for j in range(H):                     # dh: from step t+1, from the output y_t
-                dh[b, j] += dy[b, t, j] + dy_carry[b, j]
-                dy_carry[b, j] = 0.0
-            for j in range(H):                     # through (1 - z) * tanh
-                z, hh = a[t, b, Z, j], a[t, b, N, j]
-                da[t, b, N, j] = dh[b, j] * (one - z) * (one - hh * hh)
-            for j in range(H):
-                z, hh = a[t, b, Z, j], a[t, b, N, j]
-                da[t, b, Z, j] = dh[b, j] * (hs[t, b, j] - hh) * z * (one - z)
-            for j in range(H):                     # through r * rec_h
-                r = a[t, b, R, j]
-                da[t, b, R, j] = da[t, b, N, j] * rec_h[t, b, j] * r * (one - r)
-            for j in range(H):
-                dr[t, b, Z, j] = da[t, b, Z, j]
-                dr[t, b, R, j] = da[t, b, R, j]
-                dr[t, b, N, j] = da[t, b, N, j] * a[t, b, R, j]
-            for j in range(H):                     # direct path h_{t-1} -> h_t
-                dh[b, j] *= a[t, b, Z, j]
-        step_product(drec[t], UT, U, dh_rec, blas_steps)  # drec U^T
-        for b in range(B):
-            if mask[b, t]:
-                for j in range(H):
-                    dh[b, j] += dh_rec[b, j]
-    dxw2 = dxw.reshape(T * B, G)
-    drec2 = drec.reshape(T * B, G)
-    add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, dxw2))
-    add_rows(dU, np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, drec2))
-    add_column_sums(db[0], dxw2)
-    add_column_sums(db[1], drec2)
-    if need_dx:
-        dx = batch_major(np.dot(dxw2, np.ascontiguousarray(W.T)).reshape(T, B, D))
-    else:
-        dx = np.empty((0, 0, 0), dtype=gates.dtype)
+                        dh[b, j] += dh_rec[b, j]
+        n = t1 - t0                                # the chunk's sums over its steps and rows:
+        accumulate_weight_grads(x_tm[t0:t1], dxw[:n], dW, hs[t0:t1], drec[:n], dU, 0, blas, wg)  # dW, dU
+        add_column_sums(db[0], dxw[:n])            # db_i += sum dxw
+        add_column_sums(db[1], drec[:n])           # db_r += sum drec
+        if need_dx:
+            input_grad_product(dxw[:n], WT, W, dx_tm[t0:t1], blas)  # dx_t = dxw W^T
+    dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=gates.dtype)
     return dx, dh
 
 
@@ -157,42 +167,44 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
 # --------------------------------------------------------------------------------------------
 
 @kernel_jit
-def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps, x_tm, gates, r_h, hs):
+def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, r_h, hs):
     B, T, D = x.shape
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
     copy_time_major(x, x_tm)
-    input_product(x_tm.reshape(T * B, D), W, gates.reshape(T * B, 3 * H), blas_steps)  # x W: z, r, hh
+    input_product(x_tm, W, gates, blas)            # x_t W for every step at once: z, r, hh
     U_zr = np.ascontiguousarray(U[:, :2 * H])
     U_h = np.ascontiguousarray(U[:, 2 * H:])
     U_zrT = np.ascontiguousarray(U_zr.T)
     U_hT = np.ascontiguousarray(U_h.T)
-    copy_rows(hs[0], h0)                           # r_h = r * h_{t-1}, saved for backward
+    copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}; with r_h, saved for backward
     y = np.empty((B, T, H), dtype=x.dtype)
     rec_zr = np.empty((B, 2 * H), dtype=x.dtype)
     rec_h = np.empty((B, H), dtype=x.dtype)
     a, rc, b3 = gates.reshape(T, B, 3, H), rec_zr.reshape(B, 2, H), bias.reshape(3, H)
     for t in range(T):
-        step_product(hs[t], U_zr, U_zrT, rec_zr, blas_steps)  # h_{t-1} [U_z, U_r]
+        step_product(hs[t], U_zr, U_zrT, rec_zr, blas)  # h_{t-1} [U_z, U_r]: z, r first
         for b in range(B):
             if not mask[b, t]:
                 for j in range(H):                 # zero: backward multiplies it by a zero gradient
                     r_h[t, b, j] = 0.0
                 continue
-            for j in range(H):                     # z, r
+            for j in range(H):                     # z = sigmoid(xz + h_{t-1} U_z)  (b in xz)
                 a[t, b, Z, j] = sigmoid(a[t, b, Z, j] + b3[Z, j] + rc[b, Z, j])
-            for j in range(H):
+            for j in range(H):                     # r = sigmoid(xr + h_{t-1} U_r)
                 a[t, b, R, j] = sigmoid(a[t, b, R, j] + b3[R, j] + rc[b, R, j])
-            for j in range(H):
+            for j in range(H):                     # r * h_{t-1}
                 r_h[t, b, j] = a[t, b, R, j] * hs[t, b, j]
-        step_product(r_h[t], U_h, U_hT, rec_h, blas_steps)  # (r * h_{t-1}) U_h
+        step_product(r_h[t], U_h, U_hT, rec_h, blas)  # (r * h_{t-1}) U_h: then the candidate
         for b in range(B):
-            if not mask[b, t]:
-                _carry_masked_row(y, hs, b, t, zero_output_for_mask)
+            if not mask[b, t]:                     # masked: carry the state, repeat the output
+                for j in range(H):
+                    hs[t + 1, b, j] = hs[t, b, j]
+                    y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
                 continue
-            for j in range(H):                     # hh, the candidate
+            for j in range(H):                     # hh = tanh(xh + (r * h_{t-1}) U_h)
                 a[t, b, N, j] = tanh(a[t, b, N, j] + b3[N, j] + rec_h[b, j])
-            for j in range(H):                     # h = z h_{t-1} + (1 - z) hh
+            for j in range(H):                     # h_t = z h_{t-1} + (1 - z) hh
                 h = a[t, b, Z, j] * hs[t, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
                 hs[t + 1, b, j] = h
                 y[b, t, j] = h
@@ -201,70 +213,73 @@ def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas_st
 
 @kernel_jit
 def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_output_for_mask,
-                           dW, dU, db, need_dx, blas_steps, da_zr, da_h):
+                           dW, dU, db, need_dx, blas, dzr, dah, wg, dx_tm, dx_h):
     T, B, G = gates.shape
-    one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = G // 3
-    D = x_tm.shape[2]
+    one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
+    # dzr [chunk, B, 2H], dah [chunk, B, H]: the chunk's gradients of the z, r pre-activations and
+    # of the candidate's; dx_h [chunk, B, D]: the candidate's part of dx
+    chunk = dzr.shape[0]
     U_zr = np.ascontiguousarray(U[:, :2 * H])
     U_h = np.ascontiguousarray(U[:, 2 * H:])
     U_zrT = np.ascontiguousarray(U_zr.T)
     U_hT = np.ascontiguousarray(U_h.T)
-    # da_zr [T, B, 2H], da_h [T, B, H]: the gradients of the z, r and candidate pre-activations
-    dh = dh_T.copy()
+    W_zr = np.ascontiguousarray(W[:, :2 * H])
+    W_h = np.ascontiguousarray(W[:, 2 * H:])
+    W_zrT = np.ascontiguousarray(W_zr.T)
+    W_hT = np.ascontiguousarray(W_h.T)
+    dh = dh_T.copy()                               # the gradient reaching h_t from step t+1
     dh_tot = np.zeros((B, H), dtype=gates.dtype)
-    dy_carry = np.zeros((B, H), dtype=gates.dtype)
+    dy_carry = np.zeros((B, H), dtype=gates.dtype)  # output gradient repeated over masked steps
     drh = np.empty((B, H), dtype=gates.dtype)
     dh_rec = np.empty((B, H), dtype=gates.dtype)
-    a, dzr = gates.reshape(T, B, 3, H), da_zr.reshape(T, B, 2, H)
-    for t in range(T - 1, -1, -1):
-        for b in range(B):
-            if not mask[b, t]:
-                for j in range(H):
-                    dzr[t, b, Z, j] = 0.0
-                    dzr[t, b, R, j] = 0.0
-                    da_h[t, b, j] = 0.0
-                    if not zero_output_for_mask:
-                        dy_carry[b, j] += dy[b, t, j]
-                continue
-            for j in range(H):                     # dh: from step t+1, from the output y_t
-                dh_tot[b, j] = dh[b, j] + dy[b, t, j] + dy_carry[b, j]
-                dy_carry[b, j] = 0.0
-            for j in range(H):                     # through (1 - z) * tanh
-                z, hh = a[t, b, Z, j], a[t, b, N, j]
-                da_h[t, b, j] = dh_tot[b, j] * (one - z) * (one - hh * hh)
-            for j in range(H):
-                z, hh = a[t, b, Z, j], a[t, b, N, j]
-                dzr[t, b, Z, j] = dh_tot[b, j] * (hs[t, b, j] - hh) * z * (one - z)
-        step_product(da_h[t], U_hT, U_h, drh, blas_steps)  # gradient of r * h_{t-1}
-        for b in range(B):
-            if not mask[b, t]:
-                continue
-            for j in range(H):                     # through r * h_{t-1}
-                r = a[t, b, R, j]
-                dzr[t, b, R, j] = drh[b, j] * hs[t, b, j] * r * (one - r)
-            for j in range(H):                     # direct paths to h_{t-1}
-                dh[b, j] = dh_tot[b, j] * a[t, b, Z, j] + drh[b, j] * a[t, b, R, j]
-        step_product(da_zr[t], U_zrT, U_zr, dh_rec, blas_steps)  # [da_z, da_r] U_zr^T
-        for b in range(B):
-            if mask[b, t]:
-                for j in range(H):
-                    dh[b, j] += dh_rec[b, j]
-    dzr2 = da_zr.reshape(T * B, 2 * H)
-    dah2 = da_h.reshape(T * B, H)
-    x2 = x_tm.reshape(T * B, D)
-    add_rows(dW[:, :2 * H], np.dot(x2.T, dzr2))
-    add_rows(dW[:, 2 * H:], np.dot(x2.T, dah2))
-    add_rows(dU[:, :2 * H], np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, dzr2))
-    add_rows(dU[:, 2 * H:], np.dot(r_h.reshape(T * B, H).T, dah2))
-    add_column_sums(db[:2 * H], dzr2)
-    add_column_sums(db[2 * H:], dah2)
-    if need_dx:
-        dx_tm = (np.dot(dzr2, np.ascontiguousarray(W[:, :2 * H].T))
-                 + np.dot(dah2, np.ascontiguousarray(W[:, 2 * H:].T)))
-        dx = batch_major(dx_tm.reshape(T, B, D))
-    else:
-        dx = np.empty((0, 0, 0), dtype=gates.dtype)
+    a, d = gates.reshape(T, B, 3, H), dzr.reshape(chunk, B, 2, H)
+    for t1 in range(T, 0, -chunk):                 # chunks of steps t0 <= t < t1, from the last
+        t0 = max(t1 - chunk, 0)
+        for t in range(t1 - 1, t0 - 1, -1):
+            s = t - t0                             # step t's rows in the chunk
+            for b in range(B):
+                if not mask[b, t]:
+                    for j in range(H):             # no gradient into a masked step
+                        d[s, b, Z, j] = 0.0
+                        d[s, b, R, j] = 0.0
+                        dah[s, b, j] = 0.0
+                        if not zero_output_for_mask:
+                            dy_carry[b, j] += dy[b, t, j]
+                    continue
+                for j in range(H):                 # dh = dh_t + dy_t
+                    dh_tot[b, j] = dh[b, j] + dy[b, t, j] + dy_carry[b, j]
+                    dy_carry[b, j] = 0.0
+                for j in range(H):                 # da_h = dh (1 - z) (1 - hh^2)
+                    z, hh = a[t, b, Z, j], a[t, b, N, j]
+                    dah[s, b, j] = dh_tot[b, j] * (one - z) * (one - hh * hh)
+                for j in range(H):                 # da_z = dh (h_{t-1} - hh) z(1-z)
+                    z, hh = a[t, b, Z, j], a[t, b, N, j]
+                    d[s, b, Z, j] = dh_tot[b, j] * (hs[t, b, j] - hh) * z * (one - z)
+            step_product(dah[s], U_hT, U_h, drh, blas)  # drh = da_h U_h^T, the gradient of r * h_{t-1}
+            for b in range(B):
+                if not mask[b, t]:
+                    continue
+                for j in range(H):                 # da_r = drh h_{t-1} r(1-r)
+                    r = a[t, b, R, j]
+                    d[s, b, R, j] = drh[b, j] * hs[t, b, j] * r * (one - r)
+                for j in range(H):                 # dh_{t-1} = dh z + drh r + ... (the direct paths)
+                    dh[b, j] = dh_tot[b, j] * a[t, b, Z, j] + drh[b, j] * a[t, b, R, j]
+            step_product(dzr[s], U_zrT, U_zr, dh_rec, blas)  # ... + [da_z, da_r] U_zr^T
+            for b in range(B):
+                if mask[b, t]:
+                    for j in range(H):
+                        dh[b, j] += dh_rec[b, j]
+        n = t1 - t0                                # the chunk's sums over its steps and rows:
+        accumulate_weight_grads(x_tm[t0:t1], dzr[:n], dW, hs[t0:t1], dzr[:n], dU, 0, blas, wg)  # z, r columns
+        accumulate_weight_grads(x_tm[t0:t1], dah[:n], dW, r_h[t0:t1], dah[:n], dU, 2 * H, blas, wg)  # candidate
+        add_column_sums(db[:2 * H], dzr[:n])       # db += sum [da_z, da_r, da_h]
+        add_column_sums(db[2 * H:], dah[:n])
+        if need_dx:                                # dx_t = [da_z, da_r] W_zr^T + da_h W_h^T
+            input_grad_product(dzr[:n], W_zrT, W_zr, dx_tm[t0:t1], blas)
+            input_grad_product(dah[:n], W_hT, W_h, dx_h[:n], blas)
+            add_steps(dx_tm[t0:t1], dx_h[:n])
+    dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=gates.dtype)
     return dx, dh
 
 
@@ -296,11 +311,18 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, bias_shape)
     (dh_T,) = dstates_T
     T, B, G = gates.shape
-    if reset_after:   # gradients of x W + b_i and of h_{t-1} U + b_r
-        grads = scratch(workspace, "backward", gates.dtype, (T, B, G), (T, B, G))
-    else:             # of the z and r pre-activations, and of the candidate's
-        grads = scratch(workspace, "backward", gates.dtype, (T, B, 2 * G // 3), (T, B, G // 3))
-    loop = _backward_reset_after if reset_after else _backward_reset_before
+    D, H = x_tm.shape[2], G // 3
+    chunk = chunk_steps(T, B)
+    dx_rows = T if need_dx else 0
+    if reset_after:   # the chunk's gradients of x W + b_i and of h_{t-1} U + b_r
+        grads = scratch(workspace, "backward", gates.dtype, (chunk, B, G), (chunk, B, G),
+                        weight_grad_scratch(chunk * B, max(D, H), G), (dx_rows, B, D))
+        loop = _backward_reset_after
+    else:             # of the z and r pre-activations, of the candidate's, and the candidate's part of dx
+        grads = scratch(workspace, "backward", gates.dtype, (chunk, B, 2 * H), (chunk, B, H),
+                        weight_grad_scratch(chunk * B, max(D, H), 2 * H), (dx_rows, B, D),
+                        (chunk if need_dx else 0, B, D))
+        loop = _backward_reset_before
     dx, dh0 = loop(dy, dh_T, mask, x_tm, W, U, gates, extra, hs, zero_output_for_mask,
                    dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas(), *grads)
     return (dx if need_dx else None), (dh0,)

@@ -1,4 +1,8 @@
-"""Simple (Elman) RNN cell with tanh: Numba forward and backprop-through-time, side by side.
+"""Simple (Elman) RNN cell with tanh, compiled with Numba: forward and backprop-through-time, side by side.
+
+Read ``reference.py``'s ``simple_rnn_forward`` / ``simple_rnn_backward`` first: the same maths in
+plain NumPy, one step at a time. This module computes the same thing (the tests hold it to 1e-10 of
+the reference in float64), with the time loop compiled and the large products batched.
 
 Shapes: B batch, T time, D input features, H units.
 Weights (Keras layout): kernel W [D, H], recurrent_kernel U [H, H], bias b [H]. State h [B, H].
@@ -7,46 +11,54 @@ Forward, for each step t and row with mask[b, t] true::
 
     h_t = tanh(x_t W + h_{t-1} U + b)            (the output y_t)
 
-A masked step keeps h; its output repeats the previous output (zeros before the first valid step),
-or is zero with ``zero_output_for_mask``. Its input gets no gradient.
-
 Backward, per valid step, with dh = dh_t (from t+1) + dy_t::
 
     da = dh * (1 - h_t^2)                        (through tanh)
     dh_{t-1} = da U^T
     dW += x_t^T da    dU += h_{t-1}^T da    db += sum_b da    dx_t = da W^T
 
-The input projection, dW, dU and dx are single large products over all steps; only h_{t-1} U and
-da U^T run per step, inside one compiled loop (see ``lstm.py`` for the design notes).
+Masking (Keras semantics, as in the reference): a masked step keeps h and gets da = 0, so its input
+gets no gradient and the state's gradient passes through it unchanged; its output repeats the
+previous output (zeros before the row's first valid step), or is zero with ``zero_output_for_mask``,
+and in the first case the output gradient it receives is carried back to the step whose output it
+repeats (``dy_carry``).
+
+How the work is laid out is the same in all three cells; ``lstm.py``'s docstring describes it, and
+the pieces are in :mod:`.linalg`: the input projection of every step in one product, only h_{t-1} U
+and da U^T per step, and backward in chunks of steps whose weight, bias and input gradients are a few
+products each (``accumulate_weight_grads``, ``input_grad_product``).
 """
 
 import numpy as np
 
-from ._jit import (add_column_sums, add_rows, batch_major, check_gradient_buffers, copy_rows, copy_time_major,
-                   input_product, kernel_jit, step_product, tanh)
+from ._jit import kernel_jit
 from ._threads import small_products_in_blas
+from .activations import tanh
+from .linalg import (accumulate_weight_grads, add_column_sums, batch_major, check_gradient_buffers, chunk_steps,
+                     copy_rows, copy_time_major, input_grad_product, input_product, step_product,
+                     weight_grad_scratch)
 from .workspace import scratch
 
 
 @kernel_jit
-def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps, x_tm, xw, hs):
+def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, xw, hs):
     B, T, D = x.shape
     H = U.shape[0]
     copy_time_major(x, x_tm)
-    input_product(x_tm.reshape(T * B, D), W, xw.reshape(T * B, H), blas_steps)  # all steps at once
-    copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}; hs[t+1] = h_t
+    input_product(x_tm, W, xw, blas)               # x_t W for every step at once
+    copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}: saved for backward
     y = np.empty((B, T, H), dtype=x.dtype)
     zr = np.empty((B, H), dtype=x.dtype)
     UT = np.ascontiguousarray(U.T)
     for t in range(T):
-        step_product(hs[t], U, UT, zr, blas_steps)  # h_{t-1} U
+        step_product(hs[t], U, UT, zr, blas)       # h_{t-1} U
         for b in range(B):
             if not mask[b, t]:                     # masked: carry the state, repeat the output
                 for j in range(H):
                     hs[t + 1, b, j] = hs[t, b, j]
                     y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
                 continue
-            for j in range(H):                     # (indices, not per-row views: see lstm.py)
+            for j in range(H):                     # h_t = tanh(x_t W + h_{t-1} U + b)
                 h = tanh(xw[t, b, j] + zr[b, j] + bias[j])
                 hs[t + 1, b, j] = h
                 y[b, t, j] = h
@@ -54,41 +66,43 @@ def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas_steps, x_t
 
 
 @kernel_jit
-def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx, blas_steps,
-                   da):
+def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx, blas,
+                   da, wg, dx_tm):
     T, B, D = x_tm.shape
-    one = x_tm.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
+    one = x_tm.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
+    chunk = da.shape[0]                            # da [chunk, B, H]: the chunk's pre-activation gradients
     UT = np.ascontiguousarray(U.T)
-    # da [T, B, H]: the gradient of the pre-activation
-    dh = dh_T.copy()
+    WT = np.ascontiguousarray(W.T)
+    dh = dh_T.copy()                               # the gradient reaching h_t from step t+1
     dy_carry = np.zeros((B, H), dtype=hs.dtype)    # output gradient repeated over masked steps
     dh_rec = np.empty((B, H), dtype=hs.dtype)
-    for t in range(T - 1, -1, -1):
-        for b in range(B):
-            if not mask[b, t]:
-                for j in range(H):
-                    da[t, b, j] = 0.0
-                    if not zero_output_for_mask:
-                        dy_carry[b, j] += dy[b, t, j]
-                continue
-            for j in range(H):
-                dh_j = dh[b, j] + dy[b, t, j] + dy_carry[b, j]
-                dy_carry[b, j] = 0.0
-                da[t, b, j] = dh_j * (one - hs[t + 1, b, j] * hs[t + 1, b, j])   # through tanh
-        step_product(da[t], UT, U, dh_rec, blas_steps)           # dh_{t-1} = da U^T
-        for b in range(B):
-            if mask[b, t]:
-                for j in range(H):
-                    dh[b, j] = dh_rec[b, j]
-    da2 = da.reshape(T * B, H)
-    add_rows(dW, np.dot(x_tm.reshape(T * B, D).T, da2))
-    add_rows(dU, np.dot(hs.reshape((T + 1) * B, H)[:T * B].T, da2))
-    add_column_sums(db, da2)
-    if need_dx:
-        dx = batch_major(np.dot(da2, np.ascontiguousarray(W.T)).reshape(T, B, D))
-    else:
-        dx = np.empty((0, 0, 0), dtype=hs.dtype)
+    for t1 in range(T, 0, -chunk):                 # chunks of steps t0 <= t < t1, from the last
+        t0 = max(t1 - chunk, 0)
+        for t in range(t1 - 1, t0 - 1, -1):
+            s = t - t0                             # step t's rows in the chunk
+            for b in range(B):
+                if not mask[b, t]:
+                    for j in range(H):
+                        da[s, b, j] = 0.0          # no gradient into a masked step
+                        if not zero_output_for_mask:
+                            dy_carry[b, j] += dy[b, t, j]
+                    continue
+                for j in range(H):                 # da = (dh_t + dy_t) (1 - h_t^2)
+                    dh_j = dh[b, j] + dy[b, t, j] + dy_carry[b, j]
+                    dy_carry[b, j] = 0.0
+                    da[s, b, j] = dh_j * (one - hs[t + 1, b, j] * hs[t + 1, b, j])
+            step_product(da[s], UT, U, dh_rec, blas)   # dh_{t-1} = da U^T
+            for b in range(B):
+                if mask[b, t]:
+                    for j in range(H):
+                        dh[b, j] = dh_rec[b, j]
+        n = t1 - t0                                # the chunk's sums over its steps and rows:
+        accumulate_weight_grads(x_tm[t0:t1], da[:n], dW, hs[t0:t1], da[:n], dU, 0, blas, wg)  # dW, dU
+        add_column_sums(db, da[:n])                # db += sum da
+        if need_dx:
+            input_grad_product(da[:n], WT, W, dx_tm[t0:t1], blas)  # dx_t = da W^T
+    dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=hs.dtype)
     return dx, dh
 
 
@@ -103,7 +117,7 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     y = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask,
                       small_products_in_blas(), x_tm, xw, hs)
     saved = (mask, x_tm, kernel, recurrent_kernel, hs, zero_output_for_mask, workspace)
-    return y, (hs[x.shape[1]].copy(),), saved
+    return y, (hs[T].copy(),), saved
 
 
 def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
@@ -111,7 +125,11 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     mask, x_tm, W, U, hs, zero_output_for_mask, workspace = saved
     check_gradient_buffers(W, U, dkernel, drecurrent_kernel, dbias, (W.shape[1],))
     (dh_T,) = dstates_T
-    (da,) = scratch(workspace, "backward", hs.dtype, hs[1:].shape)
+    T, B, D = x_tm.shape
+    H = U.shape[0]
+    chunk = chunk_steps(T, B)
+    da, wg, dx_tm = scratch(workspace, "backward", x_tm.dtype, (chunk, B, H),
+                            weight_grad_scratch(chunk * B, max(D, H), H), (T if need_dx else 0, B, D))
     dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
-                             dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas(), da)
+                             dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas(), da, wg, dx_tm)
     return (dx if need_dx else None), (dh0,)

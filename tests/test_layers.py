@@ -191,7 +191,7 @@ def test_constructor_and_weight_errors():
 def test_float32_activations_over_the_whole_line():
     """The rational float32 tanh/sigmoid against exact float64, including extremes and NaN."""
     from numba import njit
-    from minirnn.kernels._jit import sigmoid, tanh
+    from minirnn.kernels.activations import sigmoid, tanh
 
     @njit
     def apply(x, t, s):

@@ -49,34 +49,59 @@ def test_per_step_products_equal_numpy(product, dtype, M, K, N, seed):
     """The compiled per-step products on every remainder of their blocks: matmul_bt's 4 x 4 blocks
     (it takes b transposed), matmul_rows's 4-row passes over 4 rows of b and its single rows'
     passes over 8 rows of b."""
-    from minirnn.kernels import _jit
+    from minirnn.kernels import linalg
     rng = np.random.default_rng(seed)
     a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     out = np.full((M, N), np.nan, dtype)
-    getattr(_jit, product)(a, np.ascontiguousarray(b.T) if product == "matmul_bt" else b, out)
+    getattr(linalg, product)(a, np.ascontiguousarray(b.T) if product == "matmul_bt" else b, out)
     tol = 1e-12 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol * K)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @settings(max_examples=40, deadline=None)
-@given(M=st.integers(0, 13), K=st.one_of(st.integers(0, 40), st.sampled_from([1023, 1024, 1025, 2100])),
+@given(M=st.integers(0, 13), K=st.one_of(st.integers(0, 40), st.sampled_from([511, 512, 513, 2100])),
        N=st.integers(1, 13), seed=st.integers(0, 2**31))
 def test_long_products_equal_numpy(dtype, M, K, N, seed):
-    """matmul_bt_add (out += a @ bt.T) on every remainder of its 4 x 4 blocks and across its chunks
-    of K, and transpose_into on every remainder of its 8-row passes."""
-    from minirnn.kernels import _jit
+    """matmul_bt over a long K (a chunk's (step, row) columns, as the weight gradients use it) on
+    every remainder of its 4 x 4 blocks; transpose_into on every remainder of its 8-row passes."""
+    from minirnn.kernels import linalg
     rng = np.random.default_rng(seed)
     a, bt = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
-    out = rng.standard_normal((M, N)).astype(dtype)
-    expected = out.astype(np.float64) + a.astype(np.float64) @ bt.T.astype(np.float64)
-    _jit.matmul_bt_add(a, bt, out)
+    out = np.full((M, N), np.nan, dtype)
+    linalg.matmul_bt(a, bt, out)
     tol = 1e-12 if dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol * max(K, 1) ** 0.5 * 4)
-    dst = np.full((K, M + 3), np.nan, dtype)
-    _jit.transpose_into(a, dst, 2)
-    np.testing.assert_array_equal(dst[:, 2:M + 2], a.T)
-    assert np.isnan(dst[:, :2]).all() and np.isnan(dst[:, M + 2:]).all()
+    np.testing.assert_allclose(out, a.astype(np.float64) @ bt.T.astype(np.float64), rtol=tol,
+                               atol=tol * max(K, 1) ** 0.5 * 4)
+    dst = np.full((K, M), np.nan, dtype)
+    linalg.transpose_into(a, dst)
+    np.testing.assert_array_equal(dst, a.T)
+
+
+@pytest.mark.parametrize("blas", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=40, deadline=None)
+@given(steps=st.integers(1, 5), B=st.integers(1, 9), D=st.integers(1, 11), H=st.integers(1, 11),
+       N=st.one_of(st.integers(1, 13), st.sampled_from([63, 64, 65, 131])), col0=st.integers(0, 3),
+       shared=st.booleans(), seed=st.integers(0, 2**31))
+def test_accumulate_weight_grads_equals_numpy(blas, dtype, steps, B, D, H, N, col0, shared, seed):
+    """The shared weight-gradient primitive on both of its paths (BLAS, and transposed copies into
+    matmul_bt block by block of gradient columns), with one gradient for both products or one each,
+    into a block of columns."""
+    from minirnn.kernels import linalg
+    rng = np.random.default_rng(seed)
+    x, h = rng.standard_normal((steps, B, D)).astype(dtype), rng.standard_normal((steps, B, H)).astype(dtype)
+    dz_x = rng.standard_normal((steps, B, N)).astype(dtype)
+    dz_h = dz_x if shared else rng.standard_normal((steps, B, N)).astype(dtype)
+    dW, dU = rng.standard_normal((D, N + 3)).astype(dtype), rng.standard_normal((H, N + 3)).astype(dtype)
+    want_W, want_U = dW.astype(np.float64), dU.astype(np.float64)
+    want_W[:, col0:col0 + N] += np.einsum("tbd,tbn->dn", x.astype(np.float64), dz_x.astype(np.float64))
+    want_U[:, col0:col0 + N] += np.einsum("tbh,tbn->hn", h.astype(np.float64), dz_h.astype(np.float64))
+    scratch = np.full(linalg.weight_grad_scratch(steps * B, max(D, H), N), np.nan, dtype)
+    linalg.accumulate_weight_grads(x, dz_x, dW, h, dz_h, dU, col0, blas, scratch)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(dW, want_W, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(dU, want_U, rtol=tol, atol=tol * 10)
 
 
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
@@ -85,8 +110,8 @@ def test_numba_equals_reference_wide_input_projection(form):
     BLAS: at least INPUT_ROWS_MIN_COLUMNS gate columns. Odd B and T leave remainders in its 4-row
     passes; D = 7 leaves remainders in its passes over 4 rows of W."""
     from unittest import mock
-    from minirnn.kernels import _jit, _threads
-    H = -(-_jit.INPUT_ROWS_MIN_COLUMNS // form[3])   # form[3]: the gates, G * H columns
+    from minirnn.kernels import _threads, linalg
+    H = -(-linalg.INPUT_ROWS_MIN_COLUMNS // form[3])   # form[3]: the gates, G * H columns
     case = _case(form, 5, 7, 7, H, seed=11, gaps=True)
     with mock.patch.object(_threads, "_blas_small", False):   # whatever core OpenBLAS picked
         fast = run(form, "numba", *case)
@@ -96,41 +121,57 @@ def test_numba_equals_reference_wide_input_projection(form):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("blas", [False, True])
 @settings(max_examples=30, deadline=None)
-@given(M=st.integers(1, 13), K=st.integers(1, 20), N=st.sampled_from([1, 63, 64, 65, 100]),
+@given(steps=st.integers(1, 4), B=st.integers(1, 5), K=st.integers(1, 20), N=st.sampled_from([1, 63, 64, 65, 100]),
        seed=st.integers(0, 2**31))
-def test_input_product_equals_numpy(dtype, blas, M, K, N, seed):
-    """input_product on both of its paths (BLAS, or matmul_rows from 64 columns on)."""
-    from minirnn.kernels import _jit
+def test_products_of_every_step_equal_numpy(dtype, blas, steps, B, K, N, seed):
+    """input_product on both of its paths (BLAS, or matmul_rows from 64 columns on), and
+    input_grad_product on both of its (BLAS, or matmul_bt)."""
+    from minirnn.kernels import linalg
     rng = np.random.default_rng(seed)
-    a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
-    out = np.full((M, N), np.nan, dtype)
-    _jit.input_product(a, b, out, blas)
+    a, b = rng.standard_normal((steps, B, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    out = np.full((steps, B, N), np.nan, dtype)
+    linalg.input_product(a, b, out, blas)
     tol = 1e-12 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol * K)
+    dz, W = rng.standard_normal((steps, B, N)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    dx = np.full((steps, B, K), np.nan, dtype)
+    linalg.input_grad_product(dz, np.ascontiguousarray(W.T), W, dx, blas)
+    np.testing.assert_allclose(dx, dz.astype(np.float64) @ W.T.astype(np.float64), rtol=tol, atol=tol * N)
 
 
+@pytest.mark.parametrize("blas", [False, True])
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
 @settings(max_examples=25, deadline=None)
 @given(B=dims, T=st.integers(1, 20), columns=st.integers(1, 40), seed=st.integers(0, 2**31),
        zero_output=st.booleans())
-def test_lstm_gradient_chunks(B, T, columns, seed, zero_output):
-    """LSTM backward in chunks of steps of every length (one step per chunk, a partial last chunk, one
-    chunk for all), with gaps and zero-length rows: the same gradients as the reference."""
+def test_gradient_chunks(form, blas, B, T, columns, seed, zero_output):
+    """Backward in chunks of steps of every length (one step per chunk, a partial last chunk, one
+    chunk for all), with gaps and zero-length rows, on both weight-gradient paths: the same
+    gradients as the reference."""
     from unittest import mock
-    from minirnn.kernels import lstm
-    form = next(f for f in FORMS if f[0] == "lstm")
+    from minirnn.kernels import _threads, linalg
     case = _case(form, B, T, 4, 3, seed, gaps=True)
-    with mock.patch.object(lstm, "GRADIENT_CHUNK_COLUMNS", columns):
+    with mock.patch.object(linalg, "GRADIENT_CHUNK_COLUMNS", columns), \
+            mock.patch.object(_threads, "_blas_small", blas):
         fast = run(form, "numba", *case, zero_output_for_mask=zero_output)
     _assert_close(fast, run(form, "numpy", *case, zero_output_for_mask=zero_output), 1e-10)
 
 
+@pytest.mark.parametrize("chunks", ["several", "one"])
+@pytest.mark.parametrize("blas", [False, True])
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
-def test_numba_equals_reference_long_sequences(form):
-    """T * B beyond one chunk of matmul_bt_add, and several LSTM gradient chunks, with gaps."""
-    from minirnn.kernels import _jit
-    B, T, D, H = 9, _jit.KC // 9 + 5, 6, 5
+def test_numba_equals_reference_long_sequences(form, blas, chunks):
+    """A long sequence with gaps: several gradient chunks, or one chunk of all T * B (step, row)
+    columns, on both weight-gradient paths."""
+    from unittest import mock
+    from minirnn.kernels import _threads, linalg
+    B, T, D, H = 9, 2 * linalg.GRADIENT_CHUNK_COLUMNS // 9 + 5, 6, 5
     case = _case(form, B, T, D, H, seed=3, gaps=True)
-    _assert_close(run(form, "numba", *case), run(form, "numpy", *case), 1e-10)
+    columns = linalg.GRADIENT_CHUNK_COLUMNS if chunks == "several" else B * T
+    with mock.patch.object(linalg, "GRADIENT_CHUNK_COLUMNS", columns), \
+            mock.patch.object(_threads, "_blas_small", blas):
+        fast = run(form, "numba", *case)
+    _assert_close(fast, run(form, "numpy", *case), 1e-10)
 
 
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
