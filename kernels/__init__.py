@@ -3,6 +3,13 @@
 Installed as ``minirnn.kernels``. Importing this package is cheap: Numba is imported only when a
 Numba kernel module (``simple_rnn``, ``lstm``, ``gru``) is first loaded through :func:`load`.
 
+Reading order: ``reference.py`` (every cell in plain NumPy, one step at a time), then a cell module
+(``simple_rnn.py``, ``lstm.py``, ``gru.py``: the equations, then compiled loops whose bodies are
+those equations), then the machinery the cells call: ``linalg.py`` (layout copies, blocked products,
+the weight gradients), ``activations.py`` (float32 sigmoid and tanh), ``_threads.py`` (row blocks in
+threads), ``workspace.py`` (scratch reused between steps), ``_jit.py`` (the compiler options). The
+CUDA twins are the ``*_cuda.py`` modules, with ``cuda_common.py``.
+
 Every cell exposes the same two functions, in the Numba modules and in :mod:`reference`::
 
     y, states_T, saved = forward(x, mask, states0, kernel, recurrent_kernel, bias,

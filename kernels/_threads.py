@@ -4,15 +4,15 @@ Rows of a batch are independent all the way through a recurrent layer, so a call
 row blocks that run the whole time loop side by side in threads (the kernels are ``nogil``), with no
 synchronisation per step; each block's matrix products then run on one BLAS thread. The alternative
 is one block whose per-step products use the BLAS's own threads, which must hand work over and
-synchronise at every step. Measured on 2 cores at the benchmark shapes, row blocks won everywhere
-(LSTM training step: S1 3.4 -> 2.4 ms, S2 40 -> 30 ms, S3 325 -> 320 ms; GRU S2 33 -> 19 ms). So a
-batch of at least 2 * ``MIN_ROWS`` rows is split into one block per thread. A smaller batch (B=1
-latency) runs as one block, on one BLAS thread when its per-step product is small (threads cost
-more than they save there) and on all threads otherwise. A caller running several kernel calls per
-block (``minirnn.model`` runs a whole stack of layers) takes the same bounds from :func:`split_rows`
-and hands the blocks over once with :func:`run_blocks`: an empty hand-off costs about 18 us here
-inside a training step (a thread wake-up each way, and the worker waiting for the GIL; one-off
-probe), which a model with two layers paid four times a step.
+synchronise at every step, T times per call. Row blocks won at every benchmark shape on two cores,
+so a batch of at least 2 * ``MIN_ROWS`` rows is split into one block per thread. A smaller batch
+(B=1 latency) runs as one block, on one BLAS thread when its per-step product is small (threads
+cost more than they save there) and on all threads otherwise.
+
+A caller running several kernel calls per block (``minirnn.model`` runs a whole stack of layers)
+takes the same bounds from :func:`split_rows` and hands the blocks over once with
+:func:`run_blocks`: each hand-off costs a thread wake-up each way and the worker's wait for the GIL,
+which a model with two layers would otherwise pay four times a step.
 
 Thread count: the BLAS's configured count (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``, read
 once), capped by ``NUMBA_NUM_THREADS`` when set. The BLAS setting is process-wide, so it is set for
@@ -78,10 +78,12 @@ _blas_small = None
 
 
 def small_products_in_blas():
-    """True when the per-step recurrent products should go to BLAS rather than ``_jit.matmul_bt``.
+    """True when the kernels' products should go to BLAS rather than the compiled loops of
+    :mod:`.linalg` (the ``blas`` flag of its primitives: the per-step products, the products of every
+    step, the weight gradients).
 
     Decided once per process from the core OpenBLAS picked (``OPENBLAS_CORETYPE`` or its own
-    detection): its AVX-512 targets have small-matrix kernels that beat the compiled loop, its AVX2
+    detection): its AVX-512 targets have small-matrix kernels that beat the compiled loops, its AVX2
     (Haswell) and older targets do not. The choice depends on the environment only, never on a
     timing, so a run repeats bit for bit on the same machine and settings."""
     global _blas_small
@@ -173,10 +175,9 @@ class _Worker:
     """A thread that runs one job at a time, handed over through two locks (no queue, no futures).
 
     ``go`` is released to start the job in ``job``; ``done`` is released when it has finished. A
-    lock hand-off is one futex wake each way: a bare round trip costs about 5 us here, against about
-    20 us through ``concurrent.futures`` (whose queue, futures and waiters are Python code that
-    holds the GIL the other thread needs). With ``_jit.matmul_rows``, it took
-    ``benchmarks/bench_estimator.py`` from 787 to 871 steps/s (4 row-block calls per step)."""
+    lock hand-off is one futex wake each way, where ``concurrent.futures`` would add a queue, futures
+    and waiters, Python code that holds the GIL the other thread needs; a training step makes
+    several such hand-offs, so their cost shows at small batches."""
 
     def __init__(self):
         self.go, self.done = threading.Lock(), threading.Lock()

@@ -1,16 +1,30 @@
-"""Plain NumPy forward and backward for every cell: the oracle in tests, and the no-Numba fallback.
+"""Every cell in plain NumPy, forward and backward: the readable version, to read first.
 
-Written for reading, not speed: batch-major arrays, a Python loop over time, every step vectorised
-over the batch. The Numba kernels (``simple_rnn.py``, ``lstm.py``, ``gru.py``) must agree with it.
-The equations of each cell are in its Numba module's docstring; the shape letters are B batch,
-T time, D input features, H units.
+Each cell here is the textbook recurrence, one step at a time, with every step vectorised over the
+batch: batch-major arrays, a Python loop over time, no workspaces, no threads, no blocked products.
+The compiled kernels compute exactly this, equation for equation and in the same order, with the
+machinery added around it (time-major arrays, one compiled time loop, batched products; see
+``lstm.py``'s docstring):
+
+=================================================  ==============================================
+here                                               compiled twin (Numba)
+=================================================  ==============================================
+``simple_rnn_forward`` / ``simple_rnn_backward``   ``simple_rnn.forward`` / ``simple_rnn.backward``
+``lstm_forward`` / ``lstm_backward``               ``lstm.forward`` / ``lstm.backward``
+``gru_forward`` / ``gru_backward``                 ``gru.forward`` / ``gru.backward``
+=================================================  ==============================================
+
+It is also the test oracle (the kernels must agree with it to 1e-10 in float64) and the backend
+without Numba (``kernels.load(cell, "numpy")``). The equations of each cell, forward and BPTT, head
+its compiled module; the shape letters are B batch, T time, D input features, H units.
 
 Masking (Keras semantics), shared by every cell through ``_forward`` / ``_backward``:
 
 - a masked step keeps the states unchanged, and its input gets zero gradient;
 - the output at a masked step repeats the previous output (zeros before a row's first valid step),
   or is zero with ``zero_output_for_mask=True``; so ``y[:, -1]`` is the output at each row's last
-  valid step, Keras's ``return_sequences=False`` output;
+  valid step, Keras's ``return_sequences=False`` output; the gradient a repeated output receives
+  flows back to the step whose output it repeats;
 - a row with no valid step returns its initial states.
 
 The forwards accept the Numba kernels' ``workspace`` argument, so that both backends have one
@@ -66,10 +80,10 @@ def _backward(step_back, dy, dstates_T, saved, dkernel, dbias_in, need_dx):
         dxw, dstates_prev = step_back(dout, dstates, tape[t], m)
         dxw = np.where(m, dxw, 0.0)                # masked steps: no gradient into the input
         dstates = tuple(np.where(m, new, old) for new, old in zip(dstates_prev, dstates))
-        dkernel += x[:, t].T @ dxw
-        dbias_in += dxw.sum(axis=0)
+        dkernel += x[:, t].T @ dxw                 # dW += x_t^T dz
+        dbias_in += dxw.sum(axis=0)                # db += sum_b dz
         if need_dx:
-            dx[:, t] = dxw @ kernel.T
+            dx[:, t] = dxw @ kernel.T              # dx_t = dz W^T
     return dx, dstates
 
 
@@ -79,11 +93,12 @@ def _backward(step_back, dy, dstates_T, saved, dkernel, dbias_in, need_dx):
 
 def simple_rnn_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
                        workspace=None):
+    """h_t = tanh(x_t W + h_{t-1} U + b). Compiled twin: :func:`simple_rnn.forward`."""
     U = recurrent_kernel
 
     def step(xw_t, states):
         (h,) = states
-        h_new = np.tanh(xw_t + h @ U)
+        h_new = np.tanh(xw_t + h @ U)              # h_t = tanh(x_t W + b + h_{t-1} U)
         return (h_new,), h_new, (h, h_new)
 
     y, states, saved = _forward(step, x, mask, states0, kernel, bias, zero_output_for_mask)
@@ -91,6 +106,8 @@ def simple_rnn_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_ou
 
 
 def simple_rnn_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
+    """BPTT through :func:`simple_rnn_forward`; adds the weight gradients. Compiled twin:
+    :func:`simple_rnn.backward`."""
     saved, U = saved
 
     def step_back(dout, dstates, cache, m):
@@ -98,8 +115,8 @@ def simple_rnn_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias,
         dh = dstates[0] + dout
         da = dh * (1.0 - h * h)                    # backprop through tanh
         da = np.where(m, da, 0.0)
-        drecurrent_kernel[...] += h_prev.T @ da
-        return da, (da @ U.T,)
+        drecurrent_kernel[...] += h_prev.T @ da    # dU += h_{t-1}^T da (dW, db: in _backward)
+        return da, (da @ U.T,)                     # dh_{t-1} = da U^T
 
     return _backward(step_back, dy, dstates_T, saved, dkernel, dbias, need_dx)
 
@@ -109,19 +126,20 @@ def simple_rnn_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias,
 # ---------------------------------------------------------------------------------------------
 
 def lstm_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None):
+    """LSTM, Keras gate order i, f, c, o. Compiled twin: :func:`lstm.forward`."""
     U = recurrent_kernel
     H = U.shape[0]
 
     def step(xw_t, states):
         h, c = states
-        z = xw_t + h @ U
+        z = xw_t + h @ U                           # z = x_t W + b + h_{t-1} U
         i = _sigmoid(z[:, :H])
         f = _sigmoid(z[:, H:2 * H])
         g = np.tanh(z[:, 2 * H:3 * H])
         o = _sigmoid(z[:, 3 * H:])
-        c_new = f * c + i * g
+        c_new = f * c + i * g                      # c_t = f c_{t-1} + i g
         tc = np.tanh(c_new)
-        h_new = o * tc
+        h_new = o * tc                             # h_t = o tanh(c_t)
         return (h_new, c_new), h_new, (h, c, i, f, g, o, tc)
 
     y, states, saved = _forward(step, x, mask, states0, kernel, bias, zero_output_for_mask)
@@ -129,6 +147,7 @@ def lstm_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_f
 
 
 def lstm_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
+    """BPTT through :func:`lstm_forward`; adds the weight gradients. Compiled twin: :func:`lstm.backward`."""
     saved, U = saved
 
     def step_back(dout, dstates, cache, m):
@@ -137,11 +156,11 @@ def lstm_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_
         do = dh * tc
         dc = dstates[1] + dh * o * (1.0 - tc * tc)  # through h = o * tanh(c)
         di, df, dg = dc * g, dc * c_prev, dc * i   # through c = f * c_prev + i * g
-        dz = np.concatenate([di * i * (1.0 - i), df * f * (1.0 - f),
+        dz = np.concatenate([di * i * (1.0 - i), df * f * (1.0 - f),   # through the activations
                              dg * (1.0 - g * g), do * o * (1.0 - o)], axis=1)
         dz = np.where(m, dz, 0.0)
-        drecurrent_kernel[...] += h_prev.T @ dz
-        return dz, (dz @ U.T, dc * f)
+        drecurrent_kernel[...] += h_prev.T @ dz    # dU += h_{t-1}^T dz (dW, db: in _backward)
+        return dz, (dz @ U.T, dc * f)              # dh_{t-1} = dz U^T, dc_{t-1} = dc f
 
     return _backward(step_back, dy, dstates_T, saved, dkernel, dbias, need_dx)
 
@@ -153,6 +172,7 @@ def lstm_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_
 
 def gru_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
                 reset_after=True, workspace=None):
+    """GRU, Keras gate order z, r, h, both forms (``reset_after``). Compiled twin: :func:`gru.forward`."""
     U = recurrent_kernel
     H = U.shape[0]
     bias_in = bias[0] if reset_after else bias
@@ -179,6 +199,7 @@ def gru_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_fo
 
 
 def gru_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
+    """BPTT through :func:`gru_forward`; adds the weight gradients. Compiled twin: :func:`gru.backward`."""
     saved, U, reset_after = saved
     H = U.shape[0]
 

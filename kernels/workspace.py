@@ -1,31 +1,26 @@
 """Scratch memory that a layer's training steps reuse, instead of asking the system for it each step.
 
 A training step of a recurrent layer needs large arrays: the forward saves the time-major input,
-the gates and every state for backward, and backward needs scratch of the same size. Fresh
-allocations of that size cost more than they seem: the C allocator hands big blocks back to the
-system when they are freed, so every step touched them again page by page (about 68,000 page
-faults, some 270 MB, in an S3 LSTM training step). Reusing one layer's buffers from step to step
-took the LSTM step from 19.7 to 15.5 ms at S2 (7,200 faults to none) and from 256 to 222 ms at S3
-(68,000 faults to 1,700), in a one-off in-process A/B with alternating rounds; at S1 it changed
-nothing measurable.
+the gates and every state for backward, and backward needs scratch for a chunk of steps and its
+input gradient. Fresh allocations of that size cost more than they seem: the C allocator hands big
+blocks back to the system when they are freed, so every step would touch them again page by page,
+and a page fault costs about as much as the arithmetic done on that page. Reusing one layer's
+buffers from step to step removes those faults.
 
 A :class:`Workspace` belongs to one layer. Its ``forward`` buffers are overwritten by the layer's
 next training forward (by then the layer has dropped what the previous one saved) and its
 ``backward`` buffers by the next backward. Forwards for inference use :meth:`Workspace.inference`,
 a workspace of the calling thread's own: an inference call between a training forward and its
 backward leaves what backward reads alone, and several threads can predict with one layer at once.
-Inference paid the same page faults whenever the allocator had handed its memory back. A fresh
-process calling ``forward(x, training=False)`` in a loop (one-off probe, 3 processes per version):
-simple RNN S2 3.0-3.6 -> 1.5-1.9 ms, S3 25.8-26.8 -> 21.2-22.3 ms; LSTM S2 5.3-5.7 -> 4.7-4.9 ms;
-GRU S2 4.0-4.4 -> 3.8-3.9 ms; S1 unchanged through the noise (the README gives the same figures).
-The price: a layer keeps, for each thread that predicted with it, scratch the size of its largest
+Inference would pay the same page faults whenever the allocator had handed its memory back. The
+price: a layer keeps, for each thread that predicted with it, scratch the size of its largest
 inference call.
 
 Scratch is not part of a layer's state: a pickled or copied workspace comes back empty (a fitted
-estimator's pickle held 3.4 MB of scratch twice over before, next to 42 KB of LSTM weights).
+estimator's pickle would otherwise carry megabytes of scratch next to kilobytes of weights).
 
 Every array is 64-byte aligned (a cache line, one AVX-512 vector): arrays from NumPy's allocator are
-only 16-byte aligned, and with them the compiled loops ran an S1 step about 15% slower.
+only 16-byte aligned, and the compiled loops' vector loads and stores are slower across lines.
 """
 
 import functools
