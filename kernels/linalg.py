@@ -392,9 +392,10 @@ def accumulate_weight_grads(x, dz_x, dW, h, dz_h, dU, col0, blas, scratch):
     into dW (:func:`_bt_blocks_add`). A chunk keeps those copies small and in cache.
 
     Why two paths behind one call: these products are long and thin ([D or H, steps * B] x
-    [steps * B, N]). OpenBLAS's AVX2 kernels run most of them slower than the register-blocked loop,
-    its AVX-512 kernels faster (``benchmarks/bench_products.py``, "weight_grads"), so the same
-    ``blas`` switch as for the per-step products picks the faster for the machine, for every cell.
+    [steps * B, N]). OpenBLAS's AVX2 kernels run them no faster than the register-blocked loop, and
+    slower at small shapes; its AVX-512 kernels run them faster (``benchmarks/bench_products.py``,
+    "weight_grads" lines, with and without ``OPENBLAS_CORETYPE=Haswell``). So the same ``blas``
+    switch as for the per-step products picks the faster path for the machine, for every cell.
     """
     steps, B, D = x.shape
     H = h.shape[2]
