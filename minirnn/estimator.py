@@ -19,7 +19,7 @@ from . import export as ex
 from .config import RunConfig, WarmStartSettings
 from .distributed import runner_for               # light: mpi4py is imported only when distributing
 from .errors import NotFittedError
-from .heads import BinaryClassHead, MultiClassHead, RegressionHead, _Head
+from .heads import BinaryClassHead, MultiClassHead, _Head
 from .hooks import EarlyStoppingHook, LoggingHook, SessionRunHook, StopAtStepHook, check_hooks
 from .layers import GRU, LSTM, SimpleRNN
 from .loop import Local, Session

@@ -89,8 +89,6 @@ aborts the job: no rank hangs for ever. Checkpoints are written atomically by ra
 one is intact after any of these; restart the same command to resume.
 """
 
-import copy
-
 from ..config import (DEFAULT_TIMEOUT, EMBEDDING_MODES, SIZE_VARIABLES, MPIDistribution, check_distribute,
                       launched_size)
 from .comm import DistributedError
@@ -99,6 +97,6 @@ from .runner import SPARSE_COST, Context, context, prefer_sparse, runner_for
 from .sharding import InputContext, shard_hdf5_input_fn, shard_input_fn, split_batch
 
 __all__ = ["MPIDistribution", "InputContext", "DistributedError", "launched_size", "shard_input_fn",
-           "shard_hdf5_input_fn", "predict_to_files", "read_predictions", "split_batch", "context", "runner_for", "Context",
-           "check_distribute", "prefer_sparse", "SPARSE_COST", "SIZE_VARIABLES", "DEFAULT_TIMEOUT",
+           "shard_hdf5_input_fn", "predict_to_files", "read_predictions", "split_batch", "context", "runner_for",
+           "Context", "check_distribute", "prefer_sparse", "SPARSE_COST", "SIZE_VARIABLES", "DEFAULT_TIMEOUT",
            "EMBEDDING_MODES"]
