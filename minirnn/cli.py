@@ -416,6 +416,26 @@ def _input_fn(data, labels, batch_size, shuffle=False, num_epochs=1, seed=None):
                           num_epochs=num_epochs, seed=seed)
 
 
+def _length_batches(data, labels, batch_size):
+    """(input_fn, number of batches) for evaluate/predict of ``data`` ordered by length: batches of
+    at most ``batch_size`` sequences and ``batch_size`` times the median length in padded steps, so a
+    long sequence among short ones pads only itself. Padded arrays (NPZ/HDF5) keep their padding."""
+    if data.sequences is None:
+        return _input_fn(data, labels, batch_size), math.ceil(len(data) / batch_size)
+    budget, bounds, start = batch_size * max(1, int(np.median(data.lengths))), [], 0
+    while start < len(data):
+        end = start + 1
+        while end < len(data) and end - start < batch_size and (end + 1 - start) * data.lengths[end] <= budget:
+            end += 1
+        bounds.append((start, end))
+        start = end
+
+    def input_fn():
+        for a, b in bounds:
+            yield {FEATURE_KEY: data.sequences[a:b]}, None if labels is None else labels[a:b]
+    return input_fn, len(bounds)
+
+
 def _require_checkpoint(estimator, model_dir):
     if estimator.latest_checkpoint() is None:
         raise UsageError(f"--model-dir {model_dir}: no checkpoint yet; train the model first")
@@ -485,12 +505,12 @@ def _train(args):
 
 def _evaluate(args):
     settings = _load_settings(args.model_dir)
-    data = _read(args.data, _data_options(args, settings.get("data")), settings, need_labels=True)
+    data, _ = _read(args.data, _data_options(args, settings.get("data")), settings, need_labels=True).by_length()
     labels = _labels_for(data, settings)
     estimator = _estimator(settings, args.model_dir)
     _require_checkpoint(estimator, args.model_dir)
-    metrics = estimator.evaluate(_input_fn(data, labels, args.batch_size),
-                                 hooks=_batch_bar("evaluate", math.ceil(len(data) / args.batch_size)))
+    input_fn, count = _length_batches(data, labels, args.batch_size)
+    metrics = estimator.evaluate(input_fn, hooks=_batch_bar("evaluate", count))
     if not estimator._is_chief():                # under mpiexec: every rank has the metrics, rank 0 prints
         return 0
     print(json.dumps({k: (int(v) if k == "global_step" else round(float(v), 7)) for k, v in metrics.items()}))
@@ -499,7 +519,7 @@ def _evaluate(args):
 
 def _predict(args):
     settings = _load_settings(args.model_dir)
-    data = _read(args.data, _data_options(args, settings.get("data")), settings)    # labels optional, unused
+    data, order = _read(args.data, _data_options(args, settings.get("data")), settings).by_length()   # labels unused
     estimator = _estimator(settings, args.model_dir)
     _require_checkpoint(estimator, args.model_dir)
     output_format = args.output_format or ("jsonl" if args.output.lower().endswith((".jsonl", ".json")) else "csv")
@@ -508,34 +528,37 @@ def _predict(args):
     vocabulary = settings["label_vocabulary"]
     if args.output != "-":                        # a bad output path fails now, on every rank, not after predicting
         _on_chief(estimator, lambda: _check_writable(args.output), "opening the output file")
-    batches = estimator.predict(_input_fn(data, None, args.batch_size), predict_keys=keys, yield_single_examples=False,
-                                hooks=_batch_bar("predict", math.ceil(len(data) / args.batch_size)))
+    input_fn, count = _length_batches(data, None, args.batch_size)
+    batches = estimator.predict(input_fn, predict_keys=keys, yield_single_examples=False,
+                                hooks=_batch_bar("predict", count))
     if not estimator._is_chief():                # under mpiexec: rank 0 gets every prediction and writes them
         for _ in batches:
             pass
         return 0
+    values = np.empty((len(data), 1 if regression else len(vocabulary)), dtype=np.float32)
+    row = 0
+    for batch in batches:                         # in order of length; written in the file's order
+        values[order[row:row + len(batch[keys[0]])]] = batch[keys[0]]
+        row += len(batch[keys[0]])
+    ids = [None] * len(data)
+    for k, id_ in zip(order, data.ids):
+        ids[k] = id_
     with _open_output(args.output) as out:
         writer = csv.writer(out, lineterminator="\n") if output_format == "csv" else None
         if writer:
             writer.writerow(["id", "prediction"] if regression else
                             ["id", "class"] + [f"probability_{c}" for c in vocabulary])
-        row = 0
-        for batch in batches:
-            values = batch[keys[0]]
-            for k in range(values.shape[0]):
-                id_ = data.ids[row]
-                row += 1
-                if regression:
-                    record = {"id": id_, "prediction": _number(values[k, 0])}
-                else:
-                    p = values[k]
-                    record = {"id": id_, "class": vocabulary[int(np.argmax(p))],
-                              "probabilities": {c: _number(v) for c, v in zip(vocabulary, p)}}
-                if writer:
-                    writer.writerow([record["id"], record["prediction"]] if regression else
-                                    [record["id"], record["class"], *record["probabilities"].values()])
-                else:
-                    out.write(json.dumps(record) + "\n")
+        for id_, p in zip(ids, values):
+            if regression:
+                record = {"id": id_, "prediction": _number(p[0])}
+            else:
+                record = {"id": id_, "class": vocabulary[int(np.argmax(p))],
+                          "probabilities": {c: _number(v) for c, v in zip(vocabulary, p)}}
+            if writer:
+                writer.writerow([record["id"], record["prediction"]] if regression else
+                                [record["id"], record["class"], *record["probabilities"].values()])
+            else:
+                out.write(json.dumps(record) + "\n")
     if args.output != "-":
         logger.info("wrote %d predictions to %s", row, args.output)
     return 0

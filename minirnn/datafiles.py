@@ -43,6 +43,7 @@ MISSING = {"?", "nan", "NaN", "NAN"}     # what marks a missing value in a text 
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_MAX_EXPANSION = 1100         # HDF5: deflate expands its output at most ~1032 times
 
 
 class DataError(ValueError):
@@ -81,6 +82,18 @@ class SequenceData:
 
     def __len__(self):
         return len(self.lengths)
+
+    def by_length(self):
+        """(this data ordered by sequence length, the order: position k holds example ``order[k]``).
+        Batches of similar lengths pad little: one long sequence among short ones costs its own
+        steps, not the batch size times them."""
+        order = np.argsort(self.lengths, kind="stable")
+        data = SequenceData(self.source, [self.sequences[k] for k in order] if self.sequences is not None else None,
+                            None if self.padded is None else self.padded[order],
+                            None if self.mask is None else self.mask[order],
+                            None if self.labels is None else self.labels[order], [self.ids[k] for k in order],
+                            self.feature_names, self.task, self.class_labels)
+        return data, order
 
     def features(self, key="x"):
         """The features dict for :func:`minirnn.inputs.numpy_input_fn`: ragged sequences under ``key``,
@@ -433,6 +446,10 @@ def _load_arrays(path, kind):
                 if k in f:
                     if not isinstance(f[k], h5py.Dataset):
                         raise DataError(f"{path}: {k!r} is a group, expected a dataset")
+                    declared, stored = f[k].size * f[k].dtype.itemsize, f[k].id.get_storage_size()
+                    if declared > _MAX_EXPANSION * stored + (64 << 20):
+                        raise DataError(f"{path}: {k!r} declares {declared:,} bytes but stores {stored:,}: its values "
+                                        "were never written (no compression expands data that much)")
                     value = f[k][()]
                     if h5py.check_string_dtype(f[k].dtype) is not None or value.dtype.kind == "O":
                         value = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v)

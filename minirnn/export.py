@@ -262,14 +262,31 @@ class ExportedModel:
                           f"{spec.get('estimator', 'export')} export {self.path}", path, opset, id_inputs)
 
 
-def load_exported(path, custom_objects=None):
-    """Load an exported bundle (the path ``export_saved_model`` returned) into an :class:`ExportedModel`."""
+MAX_BYTES = 2 ** 31
+
+
+def load_exported(path, custom_objects=None, max_bytes=MAX_BYTES):
+    """Load an exported bundle (the path ``export_saved_model`` returned) into an :class:`ExportedModel`.
+
+    The bundle is untrusted: model.h5's variables are listed (not read) first and must total at most
+    ``max_bytes`` (default 2 GiB), the network spec.json describes may have no more weights than
+    model.h5 holds, and every variable's shape is checked before its values are read."""
     import h5py
     from .network import Network
     path = os.fsdecode(path)
-    spec_file = os.path.join(path, "spec.json")
+    spec_file, weights_file = os.path.join(path, "spec.json"), os.path.join(path, "model.h5")
     if not os.path.isfile(spec_file):
         raise ValueError(f"{path!r} is not a minirnn export (no spec.json)")
+    with h5py.File(weights_file, "r") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path!r}: model.h5 is not a minirnn export")
+        declared = []                 # (weights, bytes) of each dataset, from its header alone
+        f["variables"].visititems(lambda name, obj: declared.append((obj.size, obj.size * obj.dtype.itemsize))
+                                  if isinstance(obj, h5py.Dataset) else None)
+    weights, size = (sum(column) for column in zip(*declared)) if declared else (0, 0)
+    if size > max_bytes:
+        raise ValueError(f"{weights_file!r} declares {size:,} bytes of weights, more than "
+                         f"max_bytes={max_bytes:,}: pass a larger max_bytes to load_exported if it is genuine")
     try:                              # an untrusted file: every way it can be malformed is one error naming it
         with open(spec_file, encoding="utf-8") as f:
             spec = json.load(f)
@@ -278,13 +295,11 @@ def load_exported(path, custom_objects=None):
         head = head_from_config(spec["head"])
         network = Network([column_from_spec(c, custom_objects) for c in spec["sequence_columns"]],
                           [column_from_spec(c, custom_objects) for c in spec["context_columns"]] or None,
-                          **dict(spec["network"]))
+                          **dict(spec["network"]), max_parameters=weights)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as error:
         raise ValueError(f"{spec_file!r} is not a valid minirnn export spec ({type(error).__name__}: {error})") \
             from error
-    with h5py.File(os.path.join(path, "model.h5"), "r") as f:
-        if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path!r}: model.h5 is not a minirnn export")
+    with h5py.File(weights_file, "r") as f:
         for name, param in zip(network.param_names(), network.params()):
             if name not in f["variables"]:
                 raise ValueError(f"{path!r}: model.h5 lacks variable {name!r}")

@@ -39,6 +39,13 @@ def _dense_columns(columns, sequence, where):
     return sorted(columns, key=lambda c: c.name)
 
 
+def layer_size(columns, sequence):
+    """(output width, embedding weights) of a feature layer of ``columns``, without building it."""
+    columns = _dense_columns(columns, sequence, "sequence_feature_columns" if sequence else "context_feature_columns")
+    tables = sum(c.categorical.num_buckets * c.dimension for c in columns if isinstance(c, fc.EmbeddingColumn))
+    return sum(c.width for c in columns), tables
+
+
 def _feature(features, key, where):
     if not isinstance(features, dict):
         raise TypeError(f"{where}: features must be a dict of feature name -> values, got {type(features).__name__}")

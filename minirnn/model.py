@@ -16,6 +16,8 @@ Parameters are named like TF's variables (``rnn_model/rnn/stacked_rnn_cells/lstm
 ``rnn_model/logits/bias``); ``params()`` and ``grads()`` return them in one fixed order.
 """
 
+import math
+
 import numpy as np
 
 from . import kernels
@@ -144,6 +146,14 @@ class RNNModel:
         self.logits_kernel = glorot_uniform(rng, (size, self.logits_dimension), self.dtype)
         self.logits_bias = np.zeros(self.logits_dimension, dtype=self.dtype)
         self._logits_grads = [np.zeros_like(self.logits_kernel), np.zeros_like(self.logits_bias)]
+
+    def weight_count(self, sequence_dim, context_dim=0):
+        """How many weights :meth:`build` with these input sizes creates (nothing is allocated)."""
+        size, count = int(sequence_dim) + int(context_dim), 0
+        for layer in self.layers:
+            count += sum(math.prod(shape) for shape in layer.weight_shapes(size))
+            size = layer.units
+        return count + (size + 1) * self.logits_dimension
 
     @property
     def built(self):

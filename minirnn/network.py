@@ -12,7 +12,7 @@ embedding_weights``, ``dense_features/...``, ``rnn_model/...``).
 
 import numpy as np
 
-from .features import ContextFeatures, SequenceFeatures
+from .features import ContextFeatures, SequenceFeatures, layer_size
 from .model import RNNModel
 
 
@@ -28,11 +28,23 @@ class Network:
     seed : drives every initialisation and the dropout masks
     dtype : 'float32' (default) or 'float64' (for gradient checks)
     sequence_mask_key, length_key : batch features that give the valid steps of padded arrays
+    max_parameters : refuse (ValueError, before allocating anything) a network with more weights
+        than this; None: no bound. For networks described by untrusted files.
     """
 
     def __init__(self, sequence_columns, context_columns=None, units=(32,), cell_type="lstm", logits_dimension=1,
                  return_sequences=False, dropout_keep_probabilities=None, seed=None, cell_options=None,
-                 sequence_mask_key="sequence_mask", length_key="sequence_length", backend=None, dtype="float32"):
+                 sequence_mask_key="sequence_mask", length_key="sequence_length", backend=None, dtype="float32",
+                 max_parameters=None):
+        if max_parameters is not None:
+            model = RNNModel(units, cell_type, logits_dimension, return_sequences, dropout_keep_probabilities,
+                             cell_options=cell_options, dtype=dtype)
+            widths = [layer_size(sequence_columns, True)] + ([layer_size(context_columns, False)]
+                                                             if context_columns else [])
+            count = sum(tables for _, tables in widths) + model.weight_count(*(w for w, _ in widths))
+            if count > max_parameters:
+                raise ValueError(f"the network declares {count:,} weights, more than max_parameters="
+                                 f"{max_parameters:,}")
         seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3)]
         self.sequence = SequenceFeatures(sequence_columns, seed=seeds[0], dtype=dtype, mask_key=sequence_mask_key,
                                          length_key=length_key)

@@ -172,6 +172,47 @@ def test_long_csv_with_time_column_then_predict(tmp_path):
     assert all(r["class"] in ("run", "walk") for r in records)
 
 
+def test_one_long_sequence_among_short_ones_costs_only_its_own_steps(tmp_path):
+    """A 170 KB file: one sequence of 20,000 steps and 3,000 of one step. Padded in batches of 128
+    it would cost GBs; evaluate and predict batch by length and stay small, and predictions come
+    back in the file's order, each the same as predicted alone."""
+    with open(tmp_path / "skew.csv", "w") as f:
+        f.write("id,v,label\n")
+        f.writelines(f"s{k},{k % 5},{k % 2}\n" for k in range(1500))
+        f.writelines(f"long,{t % 7},1\n" for t in range(20000))
+        f.writelines(f"t{k},{k % 3},{k % 2}\n" for k in range(1500))
+    assert minirnn_cli("train", "skew.csv", "--id-column", "id", "--label-column", "label", "--model-dir", "run",
+                       "--steps", 1, "-q", cwd=tmp_path).returncode == 0
+    peak = ("import resource, subprocess, sys\n"
+            "proc = subprocess.run([sys.executable, '-P', '-m', 'minirnn'] + sys.argv[1:])\n"
+            "print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)")
+    for command in (["evaluate", "skew.csv"], ["predict", "skew.csv", "-o", "p.csv"]):
+        proc = subprocess.run([sys.executable, "-c", peak, *command, "--model-dir", "run", "-q"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        code, megabytes = map(int, proc.stdout.split()[-2:])
+        assert code == 0 and megabytes < 700, (proc.stdout, proc.stderr)
+    rows = list(csv.reader(open(tmp_path / "p.csv")))[1:]
+    assert [r[0] for r in rows] == [f"s{k}" for k in range(1500)] + ["long"] + [f"t{k}" for k in range(1500)]
+    with open(tmp_path / "few.csv", "w") as f:
+        f.write("id,v\n" + "".join(f"{i},{v}\n" for i, v in (("s3", 3), ("t4", 1))))
+    assert minirnn_cli("predict", "few.csv", "--model-dir", "run", "-o", "q.csv", "-q", cwd=tmp_path).returncode == 0
+    alone = {r[0]: r[2:] for r in list(csv.reader(open(tmp_path / "q.csv")))[1:]}
+    together = {r[0]: r[2:] for r in rows}
+    assert alone == {k: together[k] for k in alone}
+
+
+def test_an_hdf5_file_declaring_values_it_does_not_store_is_refused_unread(tmp_path):
+    import h5py
+    with h5py.File(tmp_path / "hostile.h5", "w") as f:        # 4 GB declared, nothing written: a few KB
+        f.create_dataset("x", shape=(10000, 100000), dtype="float32", chunks=(100, 1000), compression="gzip")
+    with pytest.raises(DataError, match=r"'x' declares 4,000,000,000 bytes but stores 0"):
+        datafiles.read(str(tmp_path / "hostile.h5"))
+    with h5py.File(tmp_path / "zeros.h5", "w") as f:          # real, highly compressible data still reads
+        f.create_dataset("x", data=np.zeros((200, 1000, 8), np.float32), compression="gzip")
+    data = datafiles.read(str(tmp_path / "zeros.h5"))
+    assert len(data) == 200 and data.dimension == 8 and set(data.lengths) == {1000}
+
+
 @pytest.mark.slow
 def test_wide_csv_regression_train_and_evaluate(tmp_path):
     write_wide_csv(tmp_path / "wide.csv")

@@ -234,6 +234,40 @@ def test_a_small_file_declaring_huge_data_costs_nothing(tmp_path, where):
     assert int(out["maxrss_mb"]) < 1000, out
 
 
+@pytest.mark.parametrize("buckets", [30_000_000, 300_000_000])
+def test_an_export_declaring_a_huge_model_is_refused_before_allocating(tmp_path, buckets):
+    """A 1 KB spec.json asks for a hash-bucket table of ``buckets`` rows: against the real model.h5
+    it declares more weights than the file holds; with a gzip-filled model.h5 declaring the table
+    too, the total is beyond ``max_bytes``. Either way: a clear error, no allocation."""
+    import json
+    import tracemalloc
+    column = fc.embedding_column(fc.sequence_categorical_column_with_hash_bucket("tok", 10), 4)
+    clf = minirnn.RNNClassifier([column], units=[4], model_dir=str(tmp_path / "m"),
+                                config=minirnn.RunConfig(random_seed=0))
+    clf.train(lambda: iter([({"tok": np.array([["a", "b"], ["c", "d"]])}, np.array([0, 1]))]), steps=1)
+    export = os.fsdecode(clf.export_saved_model(str(tmp_path / "export")))
+    spec_file = os.path.join(export, "spec.json")
+    spec = json.load(open(spec_file))
+    spec["sequence_columns"][0]["categorical"]["hash_bucket_size"] = buckets
+    json.dump(spec, open(spec_file, "w"))
+    table = "variables/sequence_features/tok_embedding/embedding_weights"
+    if buckets > 100_000_000:
+        with h5py.File(os.path.join(export, "model.h5"), "r+") as f:
+            del f[table]
+            f.create_dataset(table, shape=(buckets, 4), dtype="float32", compression="gzip", chunks=(100000, 4))
+        message = r"model\.h5' declares 4,800,000,\d+ bytes of weights, more than max_bytes=2,147,483,648"
+    else:
+        message = r"spec\.json' is not a valid .*declares 120,000,041 weights, more than max_parameters=81\)"
+    assert os.path.getsize(os.path.join(export, "model.h5")) < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            minirnn.load_exported(export)
+        assert tracemalloc.get_traced_memory()[1] < 50 << 20
+    finally:
+        tracemalloc.stop()
+
+
 def test_malformed_files_are_errors_naming_the_file(tmp_path):
     model_dir = tmp_path / "m"
     clf = classifier(model_dir)
