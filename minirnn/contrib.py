@@ -153,7 +153,7 @@ class DynamicRnnEstimator(_Estimator):
                           "logits_dimension": head.logits_dimension,
                           "return_sequences": self.prediction_type == PredictionType.MULTIPLE_VALUE,
                           "dropout_keep_probabilities": self.dropout_keep_probabilities,
-                          "sequence_mask_key": "sequence_mask"}
+                          "sequence_mask_key": "sequence_mask", "sparse_length": "dense_shape"}
         self._setup(self.sequence_feature_columns, self.context_feature_columns, self.model_dir_arg, self.config_arg,
                     self._make_optimizer())
 

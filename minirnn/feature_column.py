@@ -146,8 +146,9 @@ class IdentityColumn(CategoricalColumn):
 class HashBucketColumn(CategoricalColumn):
     def __init__(self, key, hash_bucket_size, dtype=str, sequence=False):
         self.key, self.sequence = _check_key(key), sequence
-        if not isinstance(hash_bucket_size, (int, np.integer)) or hash_bucket_size <= 1:
-            raise ValueError(f"hash_bucket_size must be > 1. hash_bucket_size: {hash_bucket_size}")
+        if not isinstance(hash_bucket_size, (int, np.integer)) or isinstance(hash_bucket_size, bool) or \
+                hash_bucket_size < 1:
+            raise ValueError(f"hash_bucket_size must be at least 1. hash_bucket_size: {hash_bucket_size}")
         self.num_buckets = self.hash_bucket_size = int(hash_bucket_size)
         self.dtype = dtype
 

@@ -15,7 +15,7 @@ optimizers update only those rows.
 import numpy as np
 
 from . import feature_column as fc
-from .inputs import _is_padding, parse_sequence, ragged_tokens
+from .inputs import SparseInput, _is_padding, parse_sequence, ragged_tokens
 from .sparse import SparseRows
 
 
@@ -218,17 +218,22 @@ class _FeatureLayer:
 class SequenceFeatures(_FeatureLayer):
     """Sequence columns -> (x [B, T, Ds], mask [B, T]). See the module docstring."""
 
-    def __init__(self, columns, seed=None, dtype="float32", mask_key="sequence_mask", length_key="sequence_length"):
+    def __init__(self, columns, seed=None, dtype="float32", mask_key="sequence_mask", length_key="sequence_length",
+                 sparse_length="indices"):
         super().__init__(columns, True, "sequence_feature_columns", "sequence_features", seed, dtype)
-        self.mask_key, self.length_key = mask_key, length_key
+        if sparse_length not in ("indices", "dense_shape"):
+            raise ValueError(f"sparse_length: expected 'indices' (TF2) or 'dense_shape' (TF1), got {sparse_length!r}")
+        self.mask_key, self.length_key, self.sparse_length = mask_key, length_key, sparse_length
 
     def _batch_mask(self, features):
         mask = features.get(self.mask_key) if isinstance(features, dict) else None
         lengths = features.get(self.length_key) if isinstance(features, dict) else None
         if mask is not None:
             mask = np.asarray(mask)
+            if mask.dtype.kind in "iu" and mask.ndim == 2 and np.all((mask == 0) | (mask == 1)):
+                mask = mask.astype(bool)                # TF takes 0/1 integer masks too
             if mask.dtype != bool or mask.ndim != 2:
-                raise ValueError(f"feature {self.mask_key!r}: expected a bool array [batch, time], got "
+                raise ValueError(f"feature {self.mask_key!r}: expected bools or 0/1 integers [batch, time], got "
                                  f"{mask.dtype} {mask.shape}")
         if lengths is not None:
             lengths = np.asarray(lengths)
@@ -236,6 +241,23 @@ class SequenceFeatures(_FeatureLayer):
                 raise ValueError(f"feature {self.length_key!r}: expected non-negative integers [batch], got "
                                  f"{lengths.dtype} {lengths.shape}")
         return mask, lengths
+
+    def head_mask(self, features, mask, return_sequences):
+        """The steps the head scores: the batch's ``sequence_mask`` feature where it marks other
+        steps than ``mask`` (the data's valid steps: ragged lists and SparseInput have their own
+        lengths), as TF's sequential head does; otherwise ``mask``."""
+        given, _ = self._batch_mask(features)
+        if given is None or (given.shape == mask.shape and np.array_equal(given, mask)):
+            return mask
+        if given.shape != mask.shape:
+            raise ValueError(f"feature {self.mask_key!r}: shape {given.shape}, but the batch's sequences are "
+                             f"padded to {mask.shape} [batch, time]")
+        if not return_sequences:
+            raise ValueError(f"feature {self.mask_key!r} marks other steps than the lengths of the batch's ragged "
+                             "or SparseInput sequence features, and return_sequences is False: the valid steps of "
+                             "such features are their lengths. A sequence_mask of its own applies to padded "
+                             "arrays, or to the loss, metrics and predictions of return_sequences=True")
+        return given
 
     def _categorical_ids(self, c, raw, mask_in, lengths_in, flattened):
         """-> (present [B, T, k], ids [N] of the present values in row-major order, step mask [B, T]).
@@ -251,7 +273,8 @@ class SequenceFeatures(_FeatureLayer):
             present = step_mask.copy()
             present[step_mask] = ids >= 0
             return present[..., None], ids[ids >= 0], step_mask
-        values, present, step_mask = parse_sequence(c.key, raw, 1, True, lengths_in, mask_in)
+        values, present, step_mask = parse_sequence(c.key, raw, 1, True, lengths_in, mask_in,
+                                                    sparse_length=self.sparse_length)
         ids = c.categorical.ids(values[present]) if present.any() else np.zeros(0, dtype=np.int64)
         found = ids >= 0
         if found.all():                         # the usual case: every value has an id
@@ -268,7 +291,8 @@ class SequenceFeatures(_FeatureLayer):
             # parse and check the column's values
             if isinstance(c, fc.NumericColumn):
                 fill = 0.0 if c.default_value is None else c.default_value
-                values, present, step_mask = parse_sequence(c.key, raw, c.width, False, lengths_in, mask_in, fill)
+                values, present, step_mask = parse_sequence(c.key, raw, c.width, False, lengths_in, mask_in, fill,
+                                                            self.sparse_length)
                 values = np.array(values, dtype=np.float64)
                 values[present] = c.values(values[present])
             else:
@@ -300,8 +324,14 @@ class SequenceFeatures(_FeatureLayer):
         return x, mask
 
 
-def _context_array(key, raw):
-    """A context feature as an array [batch, ...], or an error naming it."""
+def _context_array(key, raw, fill=None):
+    """A context feature as an array [batch, ...], or an error naming it. A SparseInput [batch, k]
+    (TF: a SparseTensor) is densified with ``fill`` for its missing entries (None: refused)."""
+    if isinstance(raw, SparseInput):
+        if fill is None:
+            raise TypeError(f"feature {key!r}: a numeric context feature must be an array [batch] or [batch, k], "
+                            "not a SparseInput")
+        return _dense_context(key, raw, fill)
     try:
         raw = np.asarray(raw)
     except ValueError:                              # numpy refuses rows of unequal lengths
@@ -314,6 +344,26 @@ def _context_array(key, raw):
     return raw
 
 
+def _dense_context(key, raw, fill):
+    indices, values = np.asarray(raw.indices), np.asarray(raw.values)
+    try:
+        shape = tuple(int(d) for d in np.asarray(raw.dense_shape).ravel())
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 2 or indices.shape != (len(values), 2) or (indices.size and (
+            indices.dtype.kind not in "iu" or indices.min() < 0 or np.any(indices.max(axis=0) >= shape))):
+        raise ValueError(f"feature {key!r}: a context SparseInput needs dense_shape [batch, k] and integer "
+                         f"indices [N, 2] (example, slot) inside it; got dense_shape {shape}, indices "
+                         f"{indices.shape}, values {values.shape}")
+    if shape[0] == 0:
+        raise ValueError(f"feature {key!r}: empty batch")
+    strings = values.dtype.kind in "USO"
+    fill = "" if strings and fill == -1 else fill
+    dense = np.full(shape, fill, dtype=object if strings else np.result_type(values.dtype, type(fill)))
+    dense[indices[:, 0], indices[:, 1]] = values
+    return dense
+
+
 class ContextFeatures(_FeatureLayer):
     """Context columns -> [B, Dc] (TF's DenseFeatures), sorted by column name."""
 
@@ -323,7 +373,9 @@ class ContextFeatures(_FeatureLayer):
     def forward(self, features):
         parts, B, first, saved = [], None, None, {}
         for c in self.columns:
-            raw = _context_array(c.key, _feature(features, c.key, "context features"))
+            raw = _context_array(c.key, _feature(features, c.key, "context features"),
+                                 None if isinstance(c, fc.NumericColumn) or isinstance(c.categorical, fc.BucketizedColumn)
+                                 else -1)
             if B is None:
                 B, first = raw.shape[0], c.key
             if raw.shape[0] != B:
@@ -347,7 +399,7 @@ class ContextFeatures(_FeatureLayer):
             present &= ids >= 0
             weights = None
             if isinstance(cat, fc.WeightedCategoricalColumn):
-                weights = _context_array(cat.weight_key, _feature(features, cat.weight_key, "context features"))
+                weights = _context_array(cat.weight_key, _feature(features, cat.weight_key, "context features"), 0)
                 if weights.dtype.kind not in "biuf":
                     raise TypeError(f"feature {cat.weight_key!r}: weights must be numbers, got dtype {weights.dtype}")
                 weights = weights.astype(np.float64).reshape(weights.shape[0], -1)

@@ -21,6 +21,7 @@ Losses are computed stably for any logit magnitude (log-sum-exp, ``log1p(exp(-|x
 import numpy as np
 
 from . import metrics as M
+from .inputs import SparseInput
 
 __all__ = ["BinaryClassHead", "MultiClassHead", "RegressionHead", "REDUCTIONS", "head_from_config"]
 
@@ -57,6 +58,44 @@ class LossResult:
         self.weighted_sum, self.denominator = weighted_sum, denominator
 
 
+def _dense(value, what, mask):
+    """A SparseInput label or weight (TF: a SparseTensor) as a dense array of its dense_shape,
+    missing entries 0 ('' for strings) as TF's ``sparse.to_dense``; with a mask [B, T], fitted to
+    the batch's T steps (columns past T must hold no value; steps past the SparseInput's, no valid
+    step)."""
+    if not isinstance(value, SparseInput):
+        return value
+    indices, values = np.asarray(value.indices), np.asarray(value.values)
+    try:
+        shape = tuple(int(d) for d in np.asarray(value.dense_shape).ravel())
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or indices.shape != (len(values), len(shape)) or (indices.size and (
+            indices.dtype.kind not in "iu" or indices.min() < 0 or np.any(indices.max(axis=0) >= shape))):
+        raise ValueError(f"{what}: a SparseInput needs integer indices [N, {len(shape) or 'rank'}] inside its "
+                         f"dense_shape {shape} and N values; got indices {indices.shape}, values {values.shape}")
+    strings = values.dtype.kind in "USO"
+    dense = np.full(shape, "" if strings else 0, dtype=object if strings else values.dtype)
+    dense[tuple(indices.T)] = values
+    if mask is None:
+        return dense
+    B, T = mask.shape
+    if len(shape) != 2 or shape[0] != B:
+        raise ValueError(f"{what}: a SparseInput of dense_shape {shape}; expected [{B}, time] for {B} examples")
+    if shape[1] > T:
+        if indices.size and indices[:, 1].max() >= T:
+            raise ValueError(f"{what}: a value at step {indices[:, 1].max()}, but the batch's sequences have "
+                             f"{T} steps")
+        return dense[:, :T]
+    if shape[1] < T:
+        if mask[:, shape[1]:].any():
+            raise ValueError(f"{what}: a SparseInput of {shape[1]} steps, but the batch has valid steps up to "
+                             f"{T}; its dense_shape must cover every valid step")
+        pad = np.full((B, T - shape[1]), "", dtype=object) if strings else np.zeros((B, T - shape[1]), dense.dtype)
+        return np.concatenate([dense, pad], axis=1)
+    return dense
+
+
 class _Head:
     logits_dimension = 1
 
@@ -77,6 +116,7 @@ class _Head:
         if not np.issubdtype(logits.dtype, np.floating):
             raise TypeError(f"logits: expected floats, got {logits.dtype}")
         k = self.logits_dimension
+        labels, weights = _dense(labels, "labels", mask), _dense(weights, "weight_column", mask)
         if mask is None:
             if logits.ndim != 2 or logits.shape[1] != k:
                 raise ValueError(f"logits: expected shape [batch, {k}], got {logits.shape}")
@@ -205,12 +245,13 @@ class _Head:
         if not isinstance(features, dict) or key not in features:
             present = sorted(features) if isinstance(features, dict) else []
             raise KeyError(f"weight_column: feature {key!r} is not in the batch; the batch has {present}")
-        w = np.asarray(features[key])
+        raw = features[key]
+        w = np.asarray(raw.values if isinstance(raw, SparseInput) else raw)
         if not isinstance(self.weight_column, str) and getattr(self.weight_column, "normalizer_fn", None):
             w = np.asarray(self.weight_column.normalizer_fn(w.astype(np.float64)))
         if not np.issubdtype(w.dtype, np.number) or w.dtype.kind == "c":
             raise TypeError(f"weight_column {key!r}: expected numbers, got dtype {w.dtype}")
-        return w
+        return raw._replace(values=w) if isinstance(raw, SparseInput) else w
 
 
 class _ClassHead(_Head):

@@ -40,15 +40,17 @@ def _is_pad(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value == -1
 
 
-def parse_sequence(key, raw, width=1, categorical=False, lengths=None, mask=None, fill=0.0):
+def parse_sequence(key, raw, width=1, categorical=False, lengths=None, mask=None, fill=0.0, sparse_length="indices"):
     """One sequence feature of a batch -> (values [B, T, width], present [B, T, width], mask [B, T]).
 
     ``present`` marks real values (a categorical step may hold fewer than ``width`` ids); ``fill``
     pads numeric values. ``lengths`` / ``mask`` come from the batch's sequence_length /
-    sequence_mask features, for padded arrays only.
+    sequence_mask features, for padded arrays (and SparseInput read at its dense_shape).
+    ``sparse_length``: a SparseInput's steps are TF2's (``'indices'``: each row's highest step
+    index + 1) or TF1's (``'dense_shape'``: all its dense_shape steps, like a padded array).
     """
     if isinstance(raw, SparseInput):
-        return _parse_sparse(key, raw, width, categorical, fill)
+        return _parse_sparse(key, raw, width, categorical, fill, sparse_length == "dense_shape", lengths, mask)
     if isinstance(raw, (list, tuple)):
         return _parse_ragged(key, raw, width, categorical, fill)
     if isinstance(raw, np.ndarray):
@@ -245,28 +247,36 @@ def _parse_padded(key, raw, width, categorical, lengths, mask):
     present = np.ones(arr.shape, dtype=bool)
     if categorical:
         present &= ~_is_padding(arr)
+    if mask is None and lengths is None and categorical:   # TF: padding is -1 / '', length = last real + 1
+        any_step = present.any(axis=2)
+        last = np.where(any_step.any(axis=1), T - np.argmax(any_step[:, ::-1], axis=1), 0)
+        step_mask = np.arange(T)[None, :] < last[:, None]
+    else:
+        step_mask = _given_steps(key, f"the padded array {raw.shape}", B, T, lengths, mask)
+    present &= step_mask[:, :, None]
+    return arr, present, step_mask
+
+
+def _given_steps(key, what, B, T, lengths, mask):
+    """The valid steps [B, T] of a feature padded to T steps: the batch's ``sequence_mask``, its
+    ``sequence_length``, or all T steps."""
     if mask is not None:
         step_mask = mask
     elif lengths is not None:
         if lengths.shape == (B,) and np.any(lengths > T):
             b = int(np.argmax(lengths > T))
             raise ValueError(f"feature {key!r}: sequence length {lengths[b]} of example {b} is more than the "
-                             f"{T} steps of the padded array {raw.shape}")
+                             f"{T} steps of {what}")
         step_mask = np.arange(T)[None, :] < lengths[:, None]
-    elif categorical:                                   # TF: padding is -1 / '', length = last real + 1
-        any_step = present.any(axis=2)
-        last = np.where(any_step.any(axis=1), T - np.argmax(any_step[:, ::-1], axis=1), 0)
-        step_mask = np.arange(T)[None, :] < last[:, None]
     else:
         step_mask = np.ones((B, T), dtype=bool)
     if step_mask.shape != (B, T):
         raise ValueError(f"feature {key!r}: the batch's sequence mask / lengths cover [examples, steps] = "
-                         f"{list(step_mask.shape)}, the padded feature has {list(raw.shape)}")
-    present &= step_mask[:, :, None]
-    return arr, present, step_mask
+                         f"{list(step_mask.shape)}, {what} has [{B}, {T}]")
+    return step_mask
 
 
-def _parse_sparse(key, raw, width, categorical, fill):
+def _parse_sparse(key, raw, width, categorical, fill, full_length=False, lengths=None, mask=None):
     indices = np.asarray(raw.indices)
     values = np.asarray(raw.values)
     dense_shape = np.asarray(raw.dense_shape)
@@ -303,6 +313,10 @@ def _parse_sparse(key, raw, width, categorical, fill):
     present[rows, steps, slots] = True
     if categorical:
         present &= ~_is_padding(out)
+    if full_length:                                     # TF1: every step of dense_shape, as a padded array
+        step_mask = _given_steps(key, f"the SparseInput's dense_shape {shape}", B, T, lengths, mask)
+        present &= step_mask[:, :, None]
+        return out, present, step_mask
     length = np.zeros(B, dtype=np.int64)
     np.maximum.at(length, rows, steps + 1)              # TF: highest step index + 1; gaps count
     return out, present, np.arange(T)[None, :] < length[:, None]
@@ -312,17 +326,24 @@ def _parse_sparse(key, raw, width, categorical, fill):
 # input functions
 # ---------------------------------------------------------------------------------------------
 
-def batches(input_fn):
+def batches(input_fn, repeat=False, endless=None):
     """Iterate the (features, labels) batches of a TF-style ``input_fn``: a callable returning one
-    ``(features, labels)`` tuple, a features dict alone, or an iterable/generator of them."""
+    ``(features, labels)`` tuple, a features dict alone, or an iterable/generator of them.
+
+    A single batch is one batch, or with ``repeat`` every batch for ever (TF's ``train`` reads the
+    same tensors at every step); ``endless``: an exception raised instead of repeating for ever
+    (a training run with nothing to stop it)."""
     if not callable(input_fn):
         raise TypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
     out = input_fn()
-    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict):
-        yield out
-        return
-    if isinstance(out, dict):
-        yield out, None
+    single = out if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict) else \
+        (out, None) if isinstance(out, dict) else None
+    if single is not None:
+        if repeat and endless is not None:
+            raise endless
+        yield single
+        while repeat:
+            yield single
         return
     try:
         iterator = iter(out)

@@ -53,8 +53,8 @@ class Local:
     reduce = None                       # train_step's gradient reducer: none
 
     @staticmethod
-    def batches(input_fn):
-        return batches(input_fn)
+    def batches(input_fn, repeat=False, endless=None):
+        return batches(input_fn, repeat, endless)
 
     @staticmethod
     def on_chief(fn, what):
@@ -250,6 +250,9 @@ class Session:
         target = state.global_step + steps if steps is not None else max_steps
         device = None if make_device is None else make_device(state)
         hooks = list(hooks)
+        endless = None if target is not None or hooks else ValueError(
+            "train: input_fn returns one (features, labels) batch, which training repeats at every step (as TF "
+            "does), and neither steps, max_steps nor a hook would end it: give steps or max_steps")
         if config.log_step_count_steps:
             hooks.append(LoggingHook(int(config.log_step_count_steps)))
         if config.save_summary_steps and runner.is_chief:   # TensorBoard events in model_dir
@@ -267,7 +270,7 @@ class Session:
         ok = False
         self.device = device
         try:
-            for features, labels in runner.batches(input_fn):
+            for features, labels in runner.batches(input_fn, repeat=True, endless=endless):
                 if target is not None and state.global_step >= target:
                     break
                 for hook in hooks:

@@ -28,6 +28,8 @@ class Network:
     seed : drives every initialisation and the dropout masks
     dtype : 'float32' (default) or 'float64' (for gradient checks)
     sequence_mask_key, length_key : batch features that give the valid steps of padded arrays
+    sparse_length : a SparseInput sequence's steps: 'indices' (TF2: each row's highest index + 1)
+        or 'dense_shape' (TF1: every step of its dense_shape, then sequence_length masks)
     max_parameters : refuse (ValueError, before allocating anything) a network with more weights
         than this; None: no bound. For networks described by untrusted files.
     """
@@ -35,7 +37,7 @@ class Network:
     def __init__(self, sequence_columns, context_columns=None, units=(32,), cell_type="lstm", logits_dimension=1,
                  return_sequences=False, dropout_keep_probabilities=None, seed=None, cell_options=None,
                  sequence_mask_key="sequence_mask", length_key="sequence_length", backend=None, dtype="float32",
-                 max_parameters=None):
+                 max_parameters=None, sparse_length="indices"):
         if max_parameters is not None:
             model = RNNModel(units, cell_type, logits_dimension, return_sequences, dropout_keep_probabilities,
                              cell_options=cell_options, dtype=dtype)
@@ -47,7 +49,7 @@ class Network:
                                  f"{max_parameters:,}")
         seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3)]
         self.sequence = SequenceFeatures(sequence_columns, seed=seeds[0], dtype=dtype, mask_key=sequence_mask_key,
-                                         length_key=length_key)
+                                         length_key=length_key, sparse_length=sparse_length)
         self.context = ContextFeatures(context_columns, seed=seeds[1], dtype=dtype) if context_columns else None
         self.model = RNNModel(units, cell_type, logits_dimension, return_sequences, dropout_keep_probabilities,
                               seed=seeds[2], dtype=dtype, cell_options=cell_options, backend=backend)
@@ -79,16 +81,19 @@ class Network:
     # ---- forward / backward -------------------------------------------------------------------
 
     def forward(self, features, training=False, initial_states=None, model=None):
-        """(logits, mask): logits [B, k] (or [B, T, k] with return_sequences), mask [B, T].
+        """(logits, mask): logits [B, k] (or [B, T, k] with return_sequences), mask [B, T]: the steps
+        the head scores (the valid steps, or the batch's own ``sequence_mask``: see
+        :meth:`~minirnn.features.SequenceFeatures.head_mask`).
 
         ``model``: run the recurrent part on this model instead of ``self.model`` (one with the
         same forward/backward/zero_grads/grads, e.g. a :class:`minirnn.cuda.DeviceModel`)."""
         x, mask = self.sequence.forward(features)
+        head_mask = self.sequence.head_mask(features, mask, self.model.return_sequences)
         context = self.context.forward(features) if self.context else None
         if context is not None and context.shape[0] != x.shape[0]:
             raise ValueError(f"context features have {context.shape[0]} examples, sequence features {x.shape[0]}")
         logits = (model or self.model).forward(x, mask, context, training=training, initial_states=initial_states)
-        return logits, mask
+        return logits, head_mask
 
     def backward(self, d_logits, model=None):
         """Gradients aligned with params(): SparseRows for embedding tables, arrays for the rest

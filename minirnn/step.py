@@ -9,6 +9,7 @@ clipping or non-finite losses lands here once.
 
 import numpy as np
 
+from .inputs import SparseInput
 from .predictions import row_lengths
 
 __all__ = ["train_step", "gradients", "prepare_labels", "check_finite"]
@@ -23,7 +24,8 @@ def prepare_labels(labels, mask, return_sequences):
         if len(labels) != 1:
             raise ValueError(f"labels: a dict of labels must have one entry, got keys {sorted(labels)}")
         labels = next(iter(labels.values()))
-    if not (return_sequences and isinstance(labels, (list, tuple)) and any(np.ndim(row) == 1 for row in labels)):
+    if isinstance(labels, SparseInput) or not (return_sequences and isinstance(labels, (list, tuple))
+                                               and any(np.ndim(row) == 1 for row in labels)):
         return labels
     B, T = mask.shape
     if len(labels) != B:

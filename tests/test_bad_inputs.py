@@ -288,7 +288,7 @@ def test_bad_sequence_length_or_mask(batch, data):
     bad[batch.mask_key] = data.draw(st.sampled_from(
         [np.ones(B + 1, dtype=int), np.full(B, T + 1), np.ones(B) * 0.5, -np.ones(B, dtype=int)]
         if batch.mask_key == "sequence_length" else
-        [np.ones((B, T + 1), dtype=bool), np.ones((B, T), dtype=int), np.ones(B, dtype=bool)]))
+        [np.ones((B, T + 1), dtype=bool), np.full((B, T), 2), np.ones(B, dtype=bool)]))
     # the message names the mask / length feature, or the feature it does not fit
     _fails_cleanly(batch.make_layer, good, bad, ValueError, batch.mask_key, *batch.keys)
 

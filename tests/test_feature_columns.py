@@ -44,7 +44,7 @@ def test_identity_and_bucketized_ids():
 
 @pytest.mark.parametrize("make,message", [
     (lambda: fc.categorical_column_with_identity("c", 5, default_value=7), r"default_value 7 not in range"),
-    (lambda: fc.categorical_column_with_hash_bucket("c", 1), "hash_bucket_size must be > 1"),
+    (lambda: fc.categorical_column_with_hash_bucket("c", 0), "hash_bucket_size must be at least 1"),
     (lambda: fc.categorical_column_with_vocabulary_list("c", []), "vocabulary is empty"),
     (lambda: fc.categorical_column_with_vocabulary_list("c", ["a", "a"]), "duplicate key in vocabulary: 'a'"),
     (lambda: fc.categorical_column_with_vocabulary_list("c", ["a"], default_value=0, num_oov_buckets=2), "both default_value and num_oov_buckets"),

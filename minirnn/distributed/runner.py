@@ -85,10 +85,10 @@ class Context(Communicator):
 
     # ---- input ---------------------------------------------------------------------------------
 
-    def batches(self, input_fn):
+    def batches(self, input_fn, repeat=False, endless=None):
         """This rank's share of each step, as ``(Batch, None)`` pairs (so a train loop can unpack
         them): DATA or EMPTY while the input lasts, then one FAILED if reading it raised, or
-        EXHAUSTED for ever."""
+        EXHAUSTED for ever. ``repeat``, ``endless``: as :func:`minirnn.inputs.batches`."""
         if not callable(input_fn):
             raise TypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
         own = takes_input_context(input_fn)
@@ -97,7 +97,7 @@ class Context(Communicator):
                                   if self.is_chief else None, "the input seed")
             input_fn = functools.partial(input_fn, input_context=InputContext(self.size, self.rank, seed=seed))
         try:
-            for features, labels in batches(input_fn):
+            for features, labels in batches(input_fn, repeat, endless):
                 if own:
                     if isinstance(features, dict) and not features:
                         yield Batch(Batch.EMPTY), None
