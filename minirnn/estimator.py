@@ -7,6 +7,7 @@ deterministic training, atomic checkpoints): docs/estimators.md.
 """
 
 import functools
+from collections import namedtuple
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import export as ex
+from . import optimizers
 from .config import RunConfig, WarmStartSettings
 from .distributed import runner_for               # light: mpi4py is imported only when distributing
 from .errors import NotFittedError
@@ -24,12 +26,13 @@ from .hooks import EarlyStoppingHook, LoggingHook, SessionRunHook, StopAtStepHoo
 from .layers import GRU, LSTM, SimpleRNN
 from .loop import Local, Session
 
-__all__ = ["RNNClassifier", "RNNEstimator", "RunConfig", "WarmStartSettings", "SessionRunHook",
+__all__ = ["RNNClassifier", "RNNEstimator", "RunConfig", "WarmStartSettings", "EstimatorSpec", "SessionRunHook",
            "StopAtStepHook", "LoggingHook", "EarlyStoppingHook", "NotFittedError", "USE_DEFAULT"]
 
 logger = logging.getLogger("minirnn")
 logger.addHandler(logging.NullHandler())
 
+_EXPORT_MODES = {"infer": "infer", "predict": "infer", "eval": "eval", "train": "train"}   # TF's ModeKeys values
 USE_DEFAULT = "use_default"            # TF's sentinel for "the default cell type"
 _CELL_CLASSES = {SimpleRNN: "simple_rnn", LSTM: "lstm", GRU: "gru"}
 
@@ -54,6 +57,18 @@ def _device(device, runner):
         return None
     from .cuda import trainer_for                # numba.cuda is imported only for a GPU
     return trainer_for(device, data_parallel=runner is not Local)
+
+
+class EstimatorSpec(namedtuple("EstimatorSpec", ["mode", "predictions", "loss", "train_op", "eval_metric_ops"])):
+    """What :attr:`_Estimator.model_fn` returns for one batch (TF's EstimatorSpec, values not tensors)."""
+
+
+class _LossHook(SessionRunHook):
+    def __init__(self, losses):
+        self.losses = losses
+
+    def after_step(self, step, loss):
+        self.losses.append(float(loss))
 
 
 class _Estimator:
@@ -130,10 +145,46 @@ class _Estimator:
         return sorted(self._read_latest()[0])
 
     def get_variable_value(self, name):
+        """The value of variable ``name`` of the latest checkpoint, or a list of values for a list of names."""
         variables = self._read_latest()[0]
-        if name not in variables:
-            raise KeyError(f"variable {name!r} not in the latest checkpoint; it has {sorted(variables)}")
-        return variables[name]
+        names = [name] if isinstance(name, str) else list(name)
+        for n in names:
+            if not isinstance(n, str) or n not in variables:
+                raise KeyError(f"variable {n!r} not in the latest checkpoint; it has {sorted(variables)}")
+        return variables[name] if isinstance(name, str) else [variables[n] for n in names]
+
+    @property
+    def model_fn(self):
+        """TF's ``model_fn``: ``model_fn(features, labels, mode, config=None)`` -> an
+        :class:`EstimatorSpec` for one batch, with this estimator's model and params. Mode 'infer'
+        (or 'predict') fills ``predictions``; 'eval' also ``loss`` and ``eval_metric_ops`` (the
+        batch's metrics), both with the latest checkpoint; 'train' gives ``train_op``, a callable
+        that trains one step on the batch (``train(steps=1)``) and returns its loss."""
+        return self._model_fn
+
+    def _model_fn(self, features, labels=None, mode="infer", config=None):
+        if mode not in ("train", "eval", "infer", "predict"):
+            raise ValueError(f"mode: expected 'train', 'eval' or 'infer' (TF's ModeKeys), got {mode!r}")
+        mode = "infer" if mode == "predict" else mode
+        if config is not None and config != self.config:
+            raise ValueError("config: this estimator's model_fn runs with its own config (estimator.config)")
+        if not isinstance(features, dict):
+            raise TypeError(f"features: expected a dict of feature name -> values, got {type(features).__name__}")
+        if mode != "infer" and labels is None:
+            raise ValueError(f"labels: mode {mode!r} needs labels")
+        batch = (lambda: (features, labels)) if labels is not None else (lambda: features)
+        if mode == "train":
+            def train_op():
+                losses = []
+                self.train(batch, steps=1, hooks=[_LossHook(losses)])
+                return losses[-1]
+            return EstimatorSpec(mode, None, None, train_op, None)
+        predictions = next(self.predict(batch, yield_single_examples=False))
+        if mode == "infer":
+            return EstimatorSpec(mode, predictions, None, None, None)
+        net, step = self._session.network_for(None, self._not_fitted_error)
+        metrics = self._session.evaluate(net, batch, 1)
+        return EstimatorSpec(mode, predictions, metrics["loss"], None, metrics)
 
     def _read_latest(self):
         path = self.latest_checkpoint()
@@ -226,21 +277,32 @@ class _Estimator:
         """Write a self-contained inference bundle (see :mod:`minirnn.export`) under
         ``export_dir_base/<unix seconds>`` and return its path (bytes, as TF). Uses the latest
         checkpoint (or ``checkpoint_path``); load it with :func:`minirnn.load_exported`."""
-        mode = {"infer": "infer", "predict": "infer", "eval": "eval"}.get(experimental_mode)
+        mode = _EXPORT_MODES.get(experimental_mode)
         if mode is None:
-            raise ValueError(f"experimental_mode: expected 'infer' or 'eval', got {experimental_mode!r} (training "
-                             "continues from model_dir checkpoints or warm_start_from, not from an export)")
+            raise ValueError(f"experimental_mode: expected 'infer', 'eval' or 'train', got {experimental_mode!r}")
         return self._export(export_dir_base, {mode: serving_input_receiver_fn}, assets_extra, as_text, checkpoint_path)
+
+    def export_savedmodel(self, export_dir_base, serving_input_receiver_fn=None, assets_extra=None, as_text=False,
+                          checkpoint_path=None, strip_default_attrs=False):
+        """TF's older name of :meth:`export_saved_model`. ``strip_default_attrs`` removes
+        default-valued attributes from a TF graph's nodes; a minirnn bundle has no graph, so its
+        files are the same either way (it must be a bool)."""
+        if not isinstance(strip_default_attrs, (bool, np.bool_)):
+            raise TypeError(f"strip_default_attrs: expected a bool, got {strip_default_attrs!r}")
+        return self.export_saved_model(export_dir_base, serving_input_receiver_fn, assets_extra, as_text,
+                                       checkpoint_path)
 
     def experimental_export_all_saved_models(self, export_dir_base, input_receiver_fn_map, assets_extra=None,
                                              as_text=False, checkpoint_path=None):
-        """As TF: one export for the modes of ``input_receiver_fn_map`` ({'infer'|'eval': receiver});
-        an 'eval' export's model also offers ``evaluate(features, labels)``."""
+        """As TF: one export for the modes of ``input_receiver_fn_map`` ({'infer'|'eval'|'train':
+        receiver}); an 'eval' export's model also offers ``evaluate(features, labels)``, a 'train'
+        export's ``train(features, labels)`` (it holds the optimizer's state too)."""
         modes = {}
         for mode, fn in dict(input_receiver_fn_map).items():
-            key = {"infer": "infer", "predict": "infer", "eval": "eval"}.get(mode)
+            key = _EXPORT_MODES.get(mode)
             if key is None:
-                raise ValueError(f"input_receiver_fn_map: mode {mode!r} not exported; use 'infer' and/or 'eval'")
+                raise ValueError(f"input_receiver_fn_map: mode {mode!r} not exported; use 'infer', 'eval' and/or "
+                                 "'train'")
             modes[key] = fn
         return self._export(export_dir_base, modes, assets_extra, as_text, checkpoint_path)
 
@@ -271,8 +333,14 @@ class _Estimator:
 
     def _export_here(self, export_dir_base, modes, assets_extra, as_text, checkpoint_path):
         net, _, _, _, step = self._inference_parts(checkpoint_path)
+        training = None
+        if "train" in modes:                  # the optimizer's state at that checkpoint goes with the weights
+            path = checkpoint_path or self.latest_checkpoint()
+            slots, attributes = ckpt.read(path, shapes=self._session.state.slot_shapes())
+            optimizers.from_config(attributes["optimizer"]["config"])      # fails now if a file can not hold it
+            training = {"variables": slots, "optimizer": attributes["optimizer"], "rng": attributes["rng"]}
         return ex.export_network(export_dir_base, net, self._head, self._kind, self._spec(), step, modes,
-                                 self._sequence_columns + self._context_columns, assets_extra, as_text)
+                                 self._sequence_columns + self._context_columns, assets_extra, as_text, training)
 
 
 # ---------------------------------------------------------------------------------------------

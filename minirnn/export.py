@@ -132,22 +132,27 @@ def _select(signature, predictions):
 # ---- writing and loading ----------------------------------------------------------------------
 
 def export_network(export_dir_base, network, head, kind, spec, step, modes, columns, assets_extra=None,
-                   as_text=False):
+                   as_text=False, training=None):
     """Write an estimator's network as a bundle: ``spec`` (the estimator's description) completed
-    with the step, the exported ``modes`` ({'infer'|'eval': receiver fn}) and their signatures; the
-    columns' vocabulary files become assets. Returns the bundle's path (bytes, as TF)."""
-    receiver = receiver_description(modes.get("infer", modes.get("eval")))
+    with the step, the exported ``modes`` ({'infer'|'eval'|'train': receiver fn}) and their
+    signatures; the columns' vocabulary files become assets. ``training`` (mode 'train'): the
+    optimizer's slot ``variables``, its ``optimizer`` attributes (config, iterations) and the
+    dropout ``rng`` state, written with the weights. Returns the bundle's path (bytes, as TF)."""
+    receiver = receiver_description(modes.get("infer", modes.get("eval", modes.get("train"))))
     spec = dict(spec, format=FORMAT, global_step=step, modes=sorted(modes), receiver=receiver,
                 signatures=signatures_for(kind, head, receiver["receiver"], not network.model.return_sequences))
     spec["network"] = {k: v for k, v in spec["network"].items() if k != "backend"}
+    variables = dict(zip(network.param_names(), network.params()))
+    if training is not None:
+        spec["training"] = {"optimizer": training["optimizer"], "rng": training["rng"]}
+        variables.update(training["variables"])
     assets = []
     for col in columns:                       # every column and the columns it is built on
         while col is not None:
             if getattr(col, "file", None):
                 assets.append(col.file)
             col = getattr(col, "categorical", None) or getattr(col, "source", None)
-    return write_bundle(export_dir_base, spec, dict(zip(network.param_names(), network.params())), assets,
-                        assets_extra, as_text)
+    return write_bundle(export_dir_base, spec, variables, assets, assets_extra, as_text)
 
 
 def write_bundle(export_dir_base, spec, variables, asset_files=(), assets_extra=None, as_text=False):
@@ -193,8 +198,8 @@ class ExportedModel:
     """A loaded bundle: ``predict(features)``, ``classify``/``regress`` (as the signatures allow) or
     ``signature(name)(features)``. ``signatures`` lists the names; ``spec`` is the JSON spec."""
 
-    def __init__(self, path, spec, network, head):
-        self.path, self.spec, self._network, self._head = path, spec, network, head
+    def __init__(self, path, spec, network, head, state=None):
+        self.path, self.spec, self._network, self._head, self._state = path, spec, network, head, state
         self.signatures = sorted(spec["signatures"])
 
     def _features(self, inputs):
@@ -250,6 +255,24 @@ class ExportedModel:
             metrics = {k: v for k, v in metrics.items() if k in ("accuracy", "loss")}
         return {k: np.float32(v) for k, v in metrics.items()}
 
+    def train(self, inputs, labels):
+        """One training step on a batch (exports that include the 'train' mode, which hold the
+        optimizer's state): the weights and optimizer state change in memory, and predictions use
+        them. Returns the step's loss."""
+        if self._state is None:
+            raise ValueError("this export has no 'train' mode: export it with export_saved_model(base, "
+                             "experimental_mode='train')")
+        from .step import train_step
+        initial = initial_states_from_features if self.spec["kind"] == "dynamic_rnn" else None
+        return float(train_step(self._state, self._head, self._features(inputs), labels,
+                                initial_states=None if initial is None else
+                                (lambda features: initial(self._network.model, features))))
+
+    @property
+    def global_step(self):
+        """The step of the checkpoint exported, plus the steps :meth:`train` took."""
+        return self._state.global_step if self._state is not None else self.spec["global_step"]
+
     def regress(self, inputs):
         return self.signature("regression")(inputs)
 
@@ -299,15 +322,43 @@ def load_exported(path, custom_objects=None, max_bytes=MAX_BYTES):
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as error:
         raise ValueError(f"{spec_file!r} is not a valid minirnn export spec ({type(error).__name__}: {error})") \
             from error
+    state = None
+    params = dict(zip(network.param_names(), network.params()))
     with h5py.File(weights_file, "r") as f:
-        for name, param in zip(network.param_names(), network.params()):
-            if name not in f["variables"]:
+        for name, value in _variables(path, f, {n: p.shape for n, p in params.items()}, required=True).items():
+            params[name][...] = value
+        if "train" in spec.get("modes", []):
+            state = _training_state(path, f, spec, network)
+    return ExportedModel(path, spec, network, head, state)
+
+
+def _variables(path, f, shapes, required):
+    """{name: value} of model.h5's variables named in ``shapes``, each shape checked before its
+    values are read; a missing one is an error when ``required``, else left out."""
+    out = {}
+    for name, shape in shapes.items():
+        if name not in f["variables"]:
+            if required:
                 raise ValueError(f"{path!r}: model.h5 lacks variable {name!r}")
-            dataset = f["variables"][name]
-            if dataset.shape != param.shape:             # checked before anything is read
-                raise ValueError(f"{path!r}: variable {name!r} has shape {dataset.shape}, the spec needs {param.shape}")
-            value = dataset[()]
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"{path!r}: variable {name!r} holds NaN or inf")
-            param[...] = value
-    return ExportedModel(path, spec, network, head)
+            continue
+        dataset = f["variables"][name]
+        if dataset.shape != tuple(shape):
+            raise ValueError(f"{path!r}: variable {name!r} has shape {dataset.shape}, the spec needs {tuple(shape)}")
+        out[name] = dataset[()]
+        if not np.all(np.isfinite(out[name])):
+            raise ValueError(f"{path!r}: variable {name!r} holds NaN or inf")
+    return out
+
+
+def _training_state(path, f, spec, network):
+    """The TrainState of a 'train' export: its weights, and the optimizer its spec and slots describe."""
+    from .optimizers import from_config
+    from .state import TrainState
+    try:
+        training = spec["training"]
+        state = TrainState(network, from_config(training["optimizer"]["config"]), spec["global_step"])
+        state.restore(_variables(path, f, state.slot_shapes(), required=False),
+                      {"global_step": spec["global_step"], "optimizer": training["optimizer"], "rng": training["rng"]})
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path!r}: its 'train' mode is incomplete ({type(error).__name__}: {error})") from error
+    return state

@@ -339,6 +339,23 @@ class Ftrl(Optimizer):
 NAMES = {"SGD": SGD, "Momentum": Momentum, "Adagrad": Adagrad, "Adam": Adam, "RMSProp": RMSProp, "Ftrl": Ftrl}
 
 
+def from_config(config):
+    """The optimizer that ``get_config()`` described (ValueError for one it can not describe: a
+    subclass, or a learning rate given as a plain callable)."""
+    config = dict(config)
+    kind, lr = config.pop("class", None), config.pop("learning_rate", None)
+    if kind not in NAMES:
+        raise ValueError(f"optimizer class {kind!r}: expected one of {tuple(NAMES)}")
+    if isinstance(lr, dict):
+        lr = dict(lr)
+        if lr.pop("class", None) != "ExponentialDecay":
+            raise ValueError(f"learning rate schedule {lr!r}: only ExponentialDecay is known")
+        lr = ExponentialDecay(**lr)
+    elif lr is None:
+        raise ValueError(f"{kind}: its learning rate is a Python callable, which a file can not hold")
+    return NAMES[kind](learning_rate=lr, **config)
+
+
 def get(optimizer, learning_rate=0.05, clipnorm=5.0):
     """An optimizer from TF's string names, or an :class:`Optimizer` instance (used as is).
 

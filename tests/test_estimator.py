@@ -439,8 +439,8 @@ def test_export_round_trip_and_signatures(tmp_path):
     expected_metrics = clf.evaluate(once_input(seqs, labels, batch_size=64))
     for key in ("accuracy", "auc", "average_loss", "precision", "recall"):
         assert metrics[key] == pytest.approx(expected_metrics[key], rel=1e-6), key
-    with pytest.raises(ValueError, match="mode 'train' not exported"):
-        clf.experimental_export_all_saved_models(str(tmp_path / "export"), {"train": None})
+    with pytest.raises(ValueError, match="mode 'training' not exported"):
+        clf.experimental_export_all_saved_models(str(tmp_path / "export"), {"training": None})
 
 
 def test_export_regression_and_vocabulary_file_and_normalizer(tmp_path):
