@@ -219,3 +219,72 @@ def test_a_train_mode_export_trains_as_the_estimator_does(tmp_path, optimizer):
     infer_only = minirnn.load_exported(clf.export_saved_model(str(tmp_path / "i")))
     with pytest.raises(ValueError, match="this export has no 'train' mode"):
         infer_only.train({"x": X}, Y)
+
+
+# ---- 8. the matrix: every form TF accepts means what its padded form means ----------------------
+
+LENGTHS = np.array([3, 2, 1])
+STEPS = {(b, t): X[b][t] for b in range(3) for t in range(LENGTHS[b])}
+NUMERIC_FORMS = {
+    "ragged arrays": lambda: {"x": X},
+    "ragged lists": lambda: {"x": [list(s) for s in X]},
+    "padded + sequence_length": lambda: {"x": padded(X), "sequence_length": LENGTHS},
+    "padded + bool mask": lambda: {"x": padded(X), "sequence_mask": np.arange(3)[None] < LENGTHS[:, None]},
+    "padded + 0/1 mask": lambda: {"x": padded(X), "sequence_mask": (np.arange(3)[None] < LENGTHS[:, None]) * 1},
+    "padded [B, T, 1]": lambda: {"x": padded(X)[..., None], "sequence_length": LENGTHS},
+    "SparseInput": lambda: {"x": sparse(STEPS, (3, 3))},
+    "SparseInput, wider dense_shape": lambda: {"x": sparse(STEPS, (3, 5))},
+}
+TOKENS = [["a", "b", "c"], ["b", "q"], ["c"]]
+TOKEN_FORMS = {
+    "ragged str": lambda: {"t": TOKENS},
+    "ragged bytes": lambda: {"t": [[w.encode() for w in s] for s in TOKENS]},
+    "padded with ''": lambda: {"t": padded([np.array(s, dtype=object) for s in TOKENS], "")},
+    "SparseInput [B, T]": lambda: {"t": sparse({(b, t): w for b, s in enumerate(TOKENS) for t, w in enumerate(s)},
+                                               (3, 3))},
+    "SparseInput [B, T, 1]": lambda: {"t": SparseInput(
+        np.array([(b, t, 0) for b, s in enumerate(TOKENS) for t in range(len(s))]),
+        np.array([w for s in TOKENS for w in s]), np.array([3, 3, 1]))},
+}
+LABEL_FORMS = {"[B] int": Y, "[B, 1] int": Y[:, None], "[B] float": Y.astype(np.float32), "list": list(Y),
+               "[B, 1] float64": Y[:, None].astype(np.float64)}
+
+
+def metrics_for(make, features, labels=Y, **kwargs):
+    clf = make(**kwargs)
+    clf.train(lambda: (features, labels), steps=2)
+    return clf.evaluate(lambda: (features, labels))
+
+
+@pytest.mark.parametrize("form", sorted(NUMERIC_FORMS))
+def test_numeric_sequence_forms(form):
+    same_metrics(metrics_for(classifier, NUMERIC_FORMS[form]()), metrics_for(classifier, {"x": X}))
+
+
+@pytest.mark.parametrize("form", sorted(TOKEN_FORMS))
+def test_categorical_sequence_forms(form):
+    make = lambda: classifier([fc.embedding_column(                                     # noqa: E731
+        fc.sequence_categorical_column_with_vocabulary_list("t", ["a", "b", "c"]), 2)])
+    same_metrics(metrics_for(make, TOKEN_FORMS[form]()), metrics_for(make, {"t": TOKENS}))
+
+
+@pytest.mark.parametrize("form", sorted(LABEL_FORMS))
+def test_label_forms(form):
+    same_metrics(metrics_for(classifier, {"x": X}, LABEL_FORMS[form]), metrics_for(classifier, {"x": X}))
+
+
+@pytest.mark.parametrize("form", ["[B]", "[B, 1]", "list"])
+def test_weight_and_context_forms(form):
+    w, c = np.array([1.0, 2.0, 0.5]), np.array([0.3, -1.0, 2.0])
+    shape = {"[B]": lambda a: a, "[B, 1]": lambda a: a[:, None], "list": lambda a: list(a)}[form]
+    make = lambda: classifier(context=[fc.numeric_column("c")], weight_column="w")      # noqa: E731
+    same_metrics(metrics_for(make, {"x": X, "w": shape(w), "c": shape(c)}), metrics_for(make, {"x": X, "w": w, "c": c}))
+
+
+def test_string_labels_with_a_vocabulary_and_what_is_refused():
+    vocab = metrics_for(classifier, {"x": X}, np.array(["yes", "no", "yes"]), label_vocabulary=["no", "yes"])
+    same_metrics(vocab, metrics_for(classifier, {"x": X}))
+    for labels, message in ((np.array(["yes", "no", "yes"]), "label"), (np.array([[1, 0], [0, 1], [1, 0]]), "label"),
+                            (np.array([1, 0, 2]), r"labels: must be in \[0, 1\]")):
+        with pytest.raises((ValueError, TypeError), match=message):
+            classifier().train(lambda: ({"x": X}, labels), steps=1)
