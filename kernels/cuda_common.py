@@ -21,14 +21,19 @@ Kernels are built by small factories (``functools.lru_cache``) for a dtype and t
 because shared arrays need their shape and dtype at compile time.
 
 Activations: ``math.exp`` / ``math.tanh`` (``expf`` / ``tanhf`` in float32). fastmath is off: NaN and
-inf propagate.
+inf propagate. Literals and accumulators take the data's dtype (``np.float32(0.0)``, not ``0.0``), so
+that a float32 kernel never computes in float64.
+
+Every module with kernels lists them in ``launched_kernels(dtype)``: each kernel the host code
+launches, built at the production block sizes, with the Numba types of the arguments it is launched
+with. ``tests/test_cuda_ptx.py`` compiles that list to PTX for real GPUs (no GPU needed), and checks
+that it names every ``@cuda.jit`` kernel of the package.
 """
 
 import functools
-import math
 
 import numpy as np
-from numba import cuda, from_dtype
+from numba import cuda, from_dtype, types
 
 MATMUL_TILE = 64
 MATMUL_K = 16
@@ -103,14 +108,6 @@ else:
 
 def _ceil(a, b):
     return (a + b - 1) // b
-
-
-def sigmoid(x):
-    """1 / (1 + exp(-x)), as a device function."""
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-sigmoid_dev = cuda.jit(device=True)(sigmoid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,14 +281,6 @@ def _copy_step(a, t, out):
 
 
 @cuda.jit
-def _add_to_step(a, t, g):
-    # a[b, t, :] += g[b, :]
-    b, j = cuda.grid(2)
-    if b < g.shape[0] and j < g.shape[1]:
-        a[b, t, j] += g[b, j]
-
-
-@cuda.jit
 def _axpy(y, x, alpha):
     i = cuda.grid(1)
     if i < y.shape[0]:
@@ -309,8 +298,9 @@ def _flat(a):
 
 
 def fill(a, value):
+    """a[...] = value (a contiguous device array; value is cast to a's dtype on the host)."""
     if a.size:
-        _fill[_ceil(a.size, _THREADS), _THREADS](_flat(a), value)
+        _fill[_ceil(a.size, _THREADS), _THREADS](_flat(a), a.dtype.type(value))
 
 
 def scale_into(out, a, s):
@@ -356,10 +346,6 @@ def copy(a):
     return out
 
 
-def add_to_step(a, t, g):
-    """a[:, t, :] += g for a [B, T, H] device array and g [B, H]."""
-    B, _, H = a.shape
-    _add_to_step[(_ceil(B, 16), _ceil(H, 16)), (16, 16)](a, t, g)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,6 +355,7 @@ def add_to_step(a, t, g):
 @functools.lru_cache(maxsize=None)
 def _matmul_kernel(dtype, BM, BK, RB):
     dt = from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0.0)   # literals of the operands' dtype: float32 stays float32
     TPB = BM // RB                     # threads per block along each output dimension
     NT = TPB * TPB
 
@@ -386,10 +373,12 @@ def _matmul_kernel(dtype, BM, BK, RB):
         tid = ty * TPB + tx
         m0, n0 = cuda.blockIdx.y * BM, cuda.blockIdx.x * BM
         k_begin = cuda.blockIdx.z * k_chunk
-        k_end = min(K, k_begin + k_chunk)
+        k_end = k_begin + k_chunk                     # not min(): the CUDA target built into numba
+        if k_end > K:                                 # 0.68 fails on min() (numba-cuda compiles it)
+            k_end = K
         for a in range(RB):
             for c in range(RB):
-                acc[a, c] = 0.0
+                acc[a, c] = zero
         for k0 in range(k_begin, k_end, BK):
             # stage a BK-deep slice of both operands in shared memory; the index order follows
             # each operand's memory layout so that neighbouring threads read neighbouring addresses
@@ -399,7 +388,7 @@ def _matmul_kernel(dtype, BM, BK, RB):
                 else:                                  # A [M, K]: contiguous along k
                     mm, kk = idx // BK, idx % BK
                 m, k = m0 + mm, k0 + kk
-                v = 0.0
+                v = zero
                 if m < M and k < k_end:
                     v = A[k, m] if trans_a else A[m, k]
                 sA[kk, mm] = v
@@ -408,7 +397,7 @@ def _matmul_kernel(dtype, BM, BK, RB):
                 else:                                  # Bm [K, N]: contiguous along n
                     kk2, nn = idx // BM, idx % BM
                 n, k = n0 + nn, k0 + kk2
-                v = 0.0
+                v = zero
                 if n < N and k < k_end:
                     v = Bm[n, k] if trans_b else Bm[k, n]
                 sB[kk2, nn] = v
@@ -501,23 +490,33 @@ def fill_2d(out, value, bias=None):
     """out[i, j] = bias[j] (or value); works on strided 2-D views."""
     M, N = out.shape
     if M and N:
-        _fill_2d[(_ceil(M, 16), _ceil(N, 16)), (16, 16)](out, value, bias if bias is not None else
-                                                         _dummy(out.dtype), bias is not None)
+        _fill_2d[(_ceil(M, 16), _ceil(N, 16)), (16, 16)](out, out.dtype.type(value),
+                                                         bias if bias is not None else _dummy(out.dtype),
+                                                         bias is not None)
 
 
 # ---------------------------------------------------------------------------------------------
 # Column sums (bias gradients):  out[n] += sum_m A[m, n]
 # ---------------------------------------------------------------------------------------------
 
-@cuda.jit
-def _col_sum(A, out, rows_per_block):
-    n = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    r0 = cuda.blockIdx.y * rows_per_block
-    if n < A.shape[1]:
-        s = 0.0
-        for m in range(r0, min(A.shape[0], r0 + rows_per_block)):
-            s += A[m, n]
-        cuda.atomic.add(out, n, s)
+@functools.lru_cache(maxsize=None)
+def _col_sum_kernel(dtype):
+    zero = np.dtype(dtype).type(0.0)          # the sum accumulates in A's dtype
+
+    @cuda.jit
+    def col_sum_kernel(A, out, rows_per_block):
+        n = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r0 = cuda.blockIdx.y * rows_per_block
+        r1 = r0 + rows_per_block
+        if r1 > A.shape[0]:                       # (no min(): see matmul_kernel)
+            r1 = A.shape[0]
+        if n < A.shape[1]:
+            s = zero
+            for m in range(r0, r1):
+                s += A[m, n]
+            cuda.atomic.add(out, n, s)
+
+    return col_sum_kernel
 
 
 def col_sum(A, out):
@@ -525,7 +524,8 @@ def col_sum(A, out):
     M, N = A.shape
     if M and N:
         threads = min(128, max(32, N))
-        _col_sum[(_ceil(N, threads), _ceil(M, COLSUM_ROWS)), threads](A, out, COLSUM_ROWS)
+        kernel = _col_sum_kernel(np.dtype(A.dtype).name)
+        kernel[(_ceil(N, threads), _ceil(M, COLSUM_ROWS)), threads](A, out, COLSUM_ROWS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,22 +542,24 @@ def step_product(dtype, TS, NG):
     synchronises); threads outside [B, N) get zeros. K may be 0 (then acc is all zeros).
     """
     dt = from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0.0)   # literals of the operands' dtype: float32 stays float32
+    SB = NG * TS                       # a shared array's shape must be a constant, not an expression
 
     @cuda.jit(device=True)
     def product(A, t, a_off, K, Bm, row_off, col_off, gate_stride, B, N, acc):
         sA = kcuda.shared.array((TS, TS), dt)          # sA[b, k]: rows of A at step t
-        sB = kcuda.shared.array((TS, NG * TS), dt)     # sB[k, g * TS + j]: the NG gate columns
+        sB = kcuda.shared.array((TS, SB), dt)          # sB[k, g * TS + j]: the NG gate columns
         tx, ty = kcuda.threadIdx.x, kcuda.threadIdx.y
         b0, j0 = kcuda.blockIdx.y * TS, kcuda.blockIdx.x * TS
         for g in range(NG):
-            acc[g] = 0.0
+            acc[g] = zero
         for k0 in range(0, K, TS):
-            v = 0.0
+            v = zero
             if b0 + ty < B and k0 + tx < K:
                 v = A[b0 + ty, t, a_off + k0 + tx]
             sA[ty, tx] = v
             for g in range(NG):
-                v = 0.0
+                v = zero
                 if k0 + ty < K and j0 + tx < N:
                     v = Bm[row_off + k0 + ty, col_off + g * gate_stride + j0 + tx]
                 sB[ty, g * TS + tx] = v
@@ -575,3 +577,44 @@ def step_grid(B, H):
     """(grid, block) of a per-step kernel: one thread per (row, unit)."""
     TS = STEP_TILE
     return (_ceil(H, TS), _ceil(B, TS)), (TS, TS)
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernels launched, with the types of their arguments (compiled ahead of time by the tests)
+# ---------------------------------------------------------------------------------------------
+
+class ArgTypes:
+    """Numba types of kernel arguments for one float dtype: ``f`` the scalar, ``a1``/``a2``/``a3``
+    C-contiguous device arrays, ``any2`` a strided 2-D view, ``mask`` the uint8 mask [B, T], ``i``
+    a Python int, ``b`` a Python bool, ``f64``/``a1_f64`` float64 (``float(...)``, the clipping sums)."""
+
+    def __init__(self, dtype):
+        self.f = from_dtype(np.dtype(dtype))
+        self.a1, self.a2, self.a3 = (types.Array(self.f, n, "C") for n in (1, 2, 3))
+        self.any2 = types.Array(self.f, 2, "A")
+        self.mask = types.Array(types.uint8, 2, "C")
+        self.i, self.b = types.int64, types.boolean
+        self.f64, self.a1_f64 = types.float64, types.Array(types.float64, 1, "C")
+
+
+def launched_kernels(dtype):
+    """[(kernel, argument types)] of this module's launches for ``dtype`` (see the module docstring)."""
+    t = ArgTypes(dtype)
+    mm = _matmul_kernel(np.dtype(dtype).name, MATMUL_TILE, MATMUL_K, MATMUL_RB)
+    flags = (t.b, t.b, t.b, t.b, t.i, t.b)      # trans_a, trans_b, accumulate, has_bias, k_chunk, atomic
+    out = [
+        (_fill, (t.a1, t.f)),
+        (_scale_into, (t.a1, t.a1, t.a1)),
+        (_transpose, (t.a2, t.a2)),
+        (_copy_step, (t.a3, t.i, t.a2)),
+        (_set_step, (t.a3, t.i, t.a2)),
+        (_axpy, (t.a1, t.a1, t.f)),
+        (mm, (t.a2, t.a2, t.a2, t.a1) + flags),
+        (mm, (t.a2, t.any2, t.any2, t.a1) + flags),               # GRU reset_after=False: column blocks
+        (_fill_2d, (t.a2, t.f, t.a1, t.b)),
+        (_fill_2d, (t.any2, t.f, t.a1, t.b)),
+        (_col_sum_kernel(np.dtype(dtype).name), (t.a2, t.a1, t.i)),
+    ]
+    if np.dtype(dtype) != np.float64:
+        out.append((_fill, (t.a1_f64, t.f64)))                 # the float64 clipping sums are zeroed
+    return out

@@ -342,3 +342,14 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     for buf, g in zip((dkernel, drecurrent_kernel, dbias), grads):
         cc.add_grads_to(buf, g)
     return (None if dx is None else dx.copy_to_host()), tuple(s.copy_to_host() for s in states)
+
+def launched_kernels(dtype):
+    """[(kernel, argument types)] of this module's launches for ``dtype`` (see ``cuda_common``)."""
+    t = cc.ArgTypes(dtype)
+    step_ra, back_ra, step_zr, step_h, back_zh, back_r = _kernels(np.dtype(dtype).name, cc.STEP_TILE)
+    return [(step_ra, (t.i, t.a3, t.mask, t.a3, t.a2, t.a2, t.a1, t.a3, t.a3, t.b)),
+            (back_ra, (t.i, t.a3, t.mask, t.a3, t.a3, t.a2, t.a3, t.a3, t.a3, t.a2, t.a2, t.b)),
+            (step_zr, (t.i, t.a3, t.mask, t.a3, t.a2, t.a3)),
+            (step_h, (t.i, t.a3, t.mask, t.a3, t.a2, t.a2, t.a3, t.a3, t.b)),
+            (back_zh, (t.i, t.a3, t.mask, t.a3, t.a2, t.a3, t.a3, t.a2, t.a2, t.b)),
+            (back_r, (t.i, t.mask, t.a3, t.a2, t.a3, t.a3, t.a2))]

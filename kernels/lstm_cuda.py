@@ -236,3 +236,10 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
 
 def _bias_like(W):
     return np.empty((W.shape[1],), dtype=W.dtype)
+
+def launched_kernels(dtype):
+    """[(kernel, argument types)] of this module's launches for ``dtype`` (see ``cuda_common``)."""
+    t = cc.ArgTypes(dtype)
+    forward_step, backward_step = _kernels(np.dtype(dtype).name, cc.STEP_TILE)
+    return [(forward_step, (t.i, t.a3, t.mask, t.a3, t.a3, t.a2, t.a2, t.a2, t.a3, t.b)),
+            (backward_step, (t.i, t.a3, t.mask, t.a3, t.a2, t.a3, t.a3, t.a2, t.a2, t.a2, t.b))]

@@ -167,3 +167,10 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     for buf, g in zip((dkernel, drecurrent_kernel, dbias), grads):
         cc.add_grads_to(buf, g)
     return (None if dx is None else dx.copy_to_host()), tuple(s.copy_to_host() for s in states)
+
+def launched_kernels(dtype):
+    """[(kernel, argument types)] of this module's launches for ``dtype`` (see ``cuda_common``)."""
+    t = cc.ArgTypes(dtype)
+    forward_step, backward_step = _kernels(np.dtype(dtype).name, cc.STEP_TILE)
+    return [(forward_step, (t.i, t.a3, t.mask, t.a3, t.a2, t.a2, t.a3, t.b)),
+            (backward_step, (t.i, t.a3, t.mask, t.a3, t.a2, t.a3, t.a2, t.a2, t.b))]

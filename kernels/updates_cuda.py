@@ -14,7 +14,10 @@ Clipping happens on the device too, with no host round trip: :func:`sum_squares`
 gradient's sum of squares (in float64) into a small device vector, :func:`clip_scales` turns it into
 one factor per tensor (``clipnorm``: c / max(||g||, c)) or one for all (``global_clipnorm``:
 c / max(global norm, c)), and every update kernel multiplies its gradient by ``scales[k]`` first.
-Hyper-parameters arrive as scalars of the parameter's dtype, as in ``updates.py``.
+Hyper-parameters arrive as scalars of the parameter's dtype, as in ``updates.py``; the update
+kernels compute in the parameter's dtype. The clipping kernels compute in float64 on purpose (the
+sums of squares and the norms, as the host's clipping does); only the final scale is stored in the
+parameter's dtype.
 """
 
 import functools
@@ -22,6 +25,8 @@ import math
 
 import numpy as np
 from numba import cuda
+
+from . import cuda_common as cc
 
 THREADS = 256
 
@@ -156,3 +161,19 @@ def launch(rule, w, g, scales, k, *args):
     kernel = kernels(np.dtype(w.dtype).name)[rule]
     if w.size:
         kernel[_blocks(w.size), THREADS](w, g, scales, k, *args)
+
+
+def launched_kernels(dtype):
+    """[(kernel, argument types)] of this module's launches for ``dtype`` (see ``cuda_common``)."""
+    t = cc.ArgTypes(dtype)
+    k = kernels(np.dtype(dtype).name)
+    f, a1, i, b = t.f, t.a1, t.i, t.b
+    head = (a1, a1, a1, i)                                     # w, g, scales, k
+    return [(_sum_squares, (a1, t.a1_f64, i)),
+            (_clip_scales, (t.a1_f64, a1, t.f64, b)),
+            (k["sgd"], head + (f,)),
+            (k["momentum"], head + (a1, f, f, b)),
+            (k["adagrad"], head + (a1, f, f)),
+            (k["adam"], head + (a1, a1, f, f, f, f)),
+            (k["rmsprop"], head + (a1, a1, a1, f, f, f, f, b)),
+            (k["ftrl"], head + (a1, a1, f, f, f, f, f))]
