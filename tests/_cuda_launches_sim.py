@@ -1,0 +1,101 @@
+"""The kernel launches of device training and prediction, recorded under Numba's CUDA simulator,
+against the kernel modules' ``launched_kernels(dtype)`` lists (which ``test_cuda_ptx.py`` compiles
+for real GPUs): every kernel launched, with the argument types it is launched with, must be listed.
+
+Not collected on its own: ``test_cuda_ptx.py`` runs it in a subprocess with
+``NUMBA_ENABLE_CUDASIM=1`` (see ``_cuda_subprocess.py``).
+"""
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+
+from numba import config
+
+if not config.ENABLE_CUDASIM:
+    pytest.skip("records launches under NUMBA_ENABLE_CUDASIM=1 only", allow_module_level=True)
+sys.setswitchinterval(1e-5)                       # the simulator's threads meet at every barrier
+
+import numba  # noqa: E402
+from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray  # noqa: E402
+from numba.cuda.simulator.kernel import FakeCUDAKernel  # noqa: E402
+
+from minirnn import feature_column as fc  # noqa: E402
+from minirnn import optimizers as O  # noqa: E402
+from minirnn.cuda import DeviceTrainer  # noqa: E402
+from minirnn.heads import MultiClassHead  # noqa: E402
+from minirnn.kernels import cuda_common as cc  # noqa: E402
+from minirnn.network import Network  # noqa: E402
+from minirnn.state import TrainState  # noqa: E402
+from minirnn.step import train_step  # noqa: E402
+
+MODULES = ("cuda_common", "simple_rnn_cuda", "lstm_cuda", "gru_cuda", "updates_cuda")
+
+FEATURES = {"tok": [[1, 2, 3, 2], [4, 5], [11]],
+            "x": [np.arange(8.0).reshape(4, 2) / 8, np.ones((2, 2)), -np.ones((1, 2))]}
+LABELS = np.array([0, 2, 1])
+
+
+def _key(fn):
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _type(arg):
+    return numba.typeof(arg._ary if isinstance(arg, FakeCUDAArray) else arg)
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Record (kernel, argument types) of every kernel launch (not device-function calls)."""
+    seen = set()
+    real_call = FakeCUDAKernel.__call__
+
+    def call(self, *args):
+        if not self._device:
+            seen.add((_key(self.fn), tuple(_type(a) for a in args)))
+        return real_call(self, *args)
+
+    monkeypatch.setattr(FakeCUDAKernel, "__call__", call)
+    old = (cc.STEP_TILE, cc.MATMUL_TILE, cc.MATMUL_K, cc.MATMUL_RB)
+    cc.STEP_TILE, cc.MATMUL_TILE, cc.MATMUL_K, cc.MATMUL_RB = 4, 8, 4, 2     # types do not depend on them
+    yield seen
+    cc.STEP_TILE, cc.MATMUL_TILE, cc.MATMUL_K, cc.MATMUL_RB = old
+
+
+def _listed(dtype):
+    listed = set()
+    for name in MODULES:
+        module = importlib.import_module(f"minirnn.kernels.{name}")
+        listed |= {(_key(kernel.fn), tuple(types)) for kernel, types in module.launched_kernels(dtype)}
+    return listed
+
+
+def _train(seq_cell, units, dtype, optimizer, embedding=True, steps=1):
+    sequence = [fc.sequence_numeric_column("x", shape=(2,))]
+    if embedding:                                # host gradients besides the device ones
+        sequence.insert(0, fc.embedding_column(fc.sequence_categorical_column_with_identity("tok", 12), 2))
+    options = [{"reset_after": False} if c == "gru_v1" else None for c in seq_cell]
+    cells = ["gru" if c == "gru_v1" else c for c in seq_cell]
+    net = Network(sequence, units=units, cell_type=cells, cell_options=options, logits_dimension=3, seed=1,
+                  dropout_keep_probabilities=[0.9] + [0.8] * len(units), dtype=dtype)
+    trainer = DeviceTrainer(net, optimizer)
+    state = TrainState(net, optimizer)
+    for _ in range(steps):
+        train_step(state, MultiClassHead(3), FEATURES, LABELS, device=trainer)
+    trainer.pull()
+    x, mask = net.sequence.forward(FEATURES)
+    trainer.model.forward(x, mask, training=False)                  # prediction
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_launch_is_listed(launches, dtype):
+    _train(["simple_rnn", "lstm", "gru", "gru_v1"], [3, 2, 3, 2], dtype, O.Adam(0.01, clipnorm=1.0))
+    for optimizer, embedding in [(O.SGD(0.1, global_clipnorm=1.0), False), (O.SGD(0.1, global_clipnorm=1.0), True),
+                                 (O.Momentum(0.1, use_nesterov=True), False), (O.Adagrad(0.1), False),
+                                 (O.RMSProp(0.01, momentum=0.5, centered=True), False), (O.Ftrl(0.1), False)]:
+        _train(["simple_rnn"], [2], dtype, optimizer, embedding)
+    missing = launches - _listed(dtype)
+    assert not missing, "launched but not in any launched_kernels(%s):\n%s" % (
+        dtype, "\n".join(f"{name}{types}" for name, types in sorted(missing, key=str)))
