@@ -78,7 +78,9 @@ def column_from_spec(spec, custom_objects=None):
                 raise ValueError(f"feature {spec['key']!r} was normalised by {fn!r}: pass it as "
                                  f"custom_objects={{{fn!r}: function}}")
             fn = custom_objects[fn]
-        return fc.NumericColumn(spec["key"], tuple(spec["shape"]), spec["default_value"], "float32", fn, sequence=seq)
+        norm = spec.get("normalizer")
+        return fc.NumericColumn(spec["key"], tuple(spec["shape"]), spec["default_value"], "float32", fn, sequence=seq,
+                                normalizer=None if norm is None else fc.Normalization(norm["mean"], norm["variance"]))
     if kind == "identity":
         return fc.IdentityColumn(spec["key"], spec["num_buckets"], spec["default_value"], sequence=seq)
     if kind == "hash_bucket":

@@ -2,7 +2,8 @@
 
 Sequence columns (one value, vector or id per time step)::
 
-    sequence_numeric_column(key, shape=(1,), default_value=0., dtype='float32', normalizer_fn=None)
+    sequence_numeric_column(key, shape=(1,), default_value=0., dtype='float32', normalizer_fn=None,
+                            normalizer=None)
     sequence_categorical_column_with_identity(key, num_buckets, default_value=None)
     sequence_categorical_column_with_hash_bucket(key, hash_bucket_size, dtype=str)
     sequence_categorical_column_with_vocabulary_list(key, vocabulary_list, dtype=None,
@@ -23,6 +24,10 @@ the bucket count (integers hashed as decimal strings); vocabulary out-of-vocabul
 ``vocabulary_size + Fingerprint64 % num_oov_buckets``, or to ``default_value``; an id of -1 is
 dropped (an embedding gives zeros there, an indicator a zero row), but the step still counts.
 
+Numeric columns take a ``normalizer``: a :class:`Normalization` (Keras's), whose per-feature mean and
+variance ``adapt`` learns from the training data; raw-scale inputs (a heart rate of 60-120, a
+pressure near 1013) need it to train well.
+
 Where TF raised cryptic errors late, these raise at once, naming the feature: an identity id out of
 range with no default, a value of the wrong type, NaN in a numeric feature, sequence features of
 different lengths in one example. See :mod:`minirnn.inputs` for the accepted input forms.
@@ -40,7 +45,8 @@ __all__ = ["sequence_numeric_column", "sequence_categorical_column_with_identity
            "sequence_categorical_column_with_vocabulary_file", "numeric_column",
            "categorical_column_with_identity", "categorical_column_with_hash_bucket",
            "categorical_column_with_vocabulary_list", "categorical_column_with_vocabulary_file",
-           "bucketized_column", "weighted_categorical_column", "embedding_column", "indicator_column"]
+           "bucketized_column", "weighted_categorical_column", "embedding_column", "indicator_column",
+           "Normalization"]
 
 
 def _check_key(key):
@@ -292,10 +298,70 @@ def categorical_column_with_vocabulary_file(key, vocabulary_file, vocabulary_siz
                             num_oov_buckets, file=os.fspath(vocabulary_file))
 
 
+class Normalization:
+    """Keras's ``Normalization`` for a numeric column: ``(x - mean) / max(sqrt(variance), 1e-7)``
+    per feature (the last axis of the column's [k] values), after its ``normalizer_fn``.
+
+    Give ``mean`` and ``variance`` (a number or one per feature), or learn them from training data
+    with :meth:`adapt`. They are part of the column: checkpoints, exports and ONNX graphs hold them.
+
+    >>> norm = Normalization().adapt([np.array([60.0, 80.0]), np.array([100.0])])   # two sequences
+    >>> norm.mean, norm.variance
+    (array([80.]), array([266.66666667]))
+    """
+
+    EPSILON = 1e-7
+
+    def __init__(self, mean=None, variance=None):
+        if (mean is None) != (variance is None):
+            raise ValueError("Normalization: give both mean and variance, or neither (then call adapt)")
+        self.mean = self.variance = None
+        if mean is not None:
+            self.mean, self.variance = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (mean, variance))
+            if self.mean.ndim != 1 or self.mean.shape != self.variance.shape:
+                raise ValueError(f"Normalization: mean and variance must be numbers or matching 1-D lists, got "
+                                 f"shapes {self.mean.shape} and {self.variance.shape}")
+            if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.variance))
+                    and np.all(self.variance >= 0)):
+                raise ValueError("Normalization: mean must be finite and variance finite and >= 0")
+
+    def adapt(self, data):
+        """Learn the mean and variance of each feature from ``data``: an array [N, k], [N, T, k] or
+        [N] / [N, T] (one feature), or a list of sequences [T_i] / [T_i, k]. Returns self."""
+        if isinstance(data, (list, tuple)) and data and np.ndim(data[0]) >= 1:
+            rows = [np.asarray(s, dtype=np.float64) for s in data]
+            k = rows[0].shape[-1] if rows[0].ndim == 2 else 1
+            if any(r.ndim not in (1, 2) or (r.shape[-1] if r.ndim == 2 else 1) != k for r in rows):
+                raise ValueError("Normalization.adapt: sequences must all be [T] or all [T, k] with one k")
+            values = np.concatenate([r.reshape(-1, k) for r in rows])
+        else:
+            values = np.asarray(data, dtype=np.float64)
+            values = values.reshape(-1, values.shape[-1] if values.ndim >= 2 else 1)
+        if values.size == 0 or not np.all(np.isfinite(values)):
+            raise ValueError("Normalization.adapt: expected finite numbers, at least one")
+        self.mean, self.variance = values.mean(axis=0), values.var(axis=0)
+        return self
+
+    def __call__(self, values):
+        """``values`` [..., k] normalised (float64)."""
+        if self.mean is None:
+            raise ValueError("Normalization: not adapted; call adapt(training data) or give mean and variance")
+        return (values - self.mean) / np.maximum(np.sqrt(self.variance), self.EPSILON)
+
+    def config(self):
+        return None if self.mean is None else {"mean": self.mean.tolist(), "variance": self.variance.tolist()}
+
+    def __repr__(self):
+        if self.mean is None:
+            return "Normalization(not adapted)"
+        return f"Normalization(mean={np.round(self.mean, 6).tolist()}, variance={np.round(self.variance, 6).tolist()})"
+
+
 class NumericColumn:
     """Dense numbers: [k] per step (sequence) or per example (context), k = prod(shape)."""
 
-    def __init__(self, key, shape=(1,), default_value=None, dtype="float32", normalizer_fn=None, sequence=False):
+    def __init__(self, key, shape=(1,), default_value=None, dtype="float32", normalizer_fn=None, sequence=False,
+                 normalizer=None):
         self.key, self.sequence = _check_key(key), sequence
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         if not shape or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
@@ -306,6 +372,15 @@ class NumericColumn:
             raise TypeError(f"normalizer_fn must be a callable. Given: {normalizer_fn!r}")
         self.shape, self.default_value, self.dtype, self.normalizer_fn = shape, default_value, np.dtype(dtype), normalizer_fn
         self.width = int(np.prod(shape))
+        if normalizer is not None:
+            if not isinstance(normalizer, Normalization):
+                raise TypeError(f"normalizer: expected a feature_column.Normalization, got {normalizer!r}")
+            if normalizer.mean is None:
+                raise ValueError(f"normalizer of {key!r}: not adapted; call adapt(training data) first")
+            if normalizer.mean.shape[0] not in (1, shape[-1]):
+                raise ValueError(f"normalizer of {key!r}: {normalizer.mean.shape[0]} features, the column has "
+                                 f"{shape[-1]} per value")
+        self.normalizer = normalizer
 
     @property
     def name(self):
@@ -323,20 +398,31 @@ class NumericColumn:
             raise ValueError(f"feature {self.key!r}: contains NaN or inf")
         return arr
 
+    def normalized(self, values):
+        """``values`` [..., *shape] through the column's ``normalizer`` (unchanged without one)."""
+        if self.normalizer is None:
+            return values
+        return self.normalizer(values.reshape(values.shape[:-1] + (-1, self.shape[-1]))).reshape(values.shape)
+
     def spec(self):
-        return {"type": "numeric", "key": self.key, "shape": list(self.shape), "default_value": self.default_value,
+        spec = {"type": "numeric", "key": self.key, "shape": list(self.shape), "default_value": self.default_value,
                 "sequence": self.sequence, "normalizer_fn": None if self.normalizer_fn is None else
                 f"{getattr(self.normalizer_fn, '__module__', '?')}.{getattr(self.normalizer_fn, '__qualname__', '?')}"}
+        if self.normalizer is not None:
+            spec["normalizer"] = self.normalizer.config()
+        return spec
 
 
-def sequence_numeric_column(key, shape=(1,), default_value=0.0, dtype="float32", normalizer_fn=None):
-    """Numbers per step; padded steps hold ``default_value``. ``normalizer_fn`` gets the valid values."""
-    return NumericColumn(key, shape, default_value, dtype, normalizer_fn, sequence=True)
+def sequence_numeric_column(key, shape=(1,), default_value=0.0, dtype="float32", normalizer_fn=None, normalizer=None):
+    """Numbers per step; padded steps hold ``default_value``. ``normalizer_fn`` gets the valid values;
+    ``normalizer``: a :class:`Normalization` (mean and variance per feature, e.g. adapted to the
+    training data) applied after it."""
+    return NumericColumn(key, shape, default_value, dtype, normalizer_fn, sequence=True, normalizer=normalizer)
 
 
-def numeric_column(key, shape=(1,), default_value=None, dtype="float32", normalizer_fn=None):
-    """Numbers per example (context)."""
-    return NumericColumn(key, shape, default_value, dtype, normalizer_fn)
+def numeric_column(key, shape=(1,), default_value=None, dtype="float32", normalizer_fn=None, normalizer=None):
+    """Numbers per example (context); ``normalizer_fn`` and ``normalizer`` as for sequences."""
+    return NumericColumn(key, shape, default_value, dtype, normalizer_fn, normalizer=normalizer)
 
 
 class BucketizedColumn(CategoricalColumn):

@@ -295,6 +295,7 @@ class SequenceFeatures(_FeatureLayer):
                                                             self.sparse_length)
                 values = np.array(values, dtype=np.float64)
                 values[present] = c.values(values[present])
+                values = c.normalized(values)
             else:
                 present, ids, step_mask = self._categorical_ids(c, raw, mask_in, lengths_in, flattened)
             # every column must have the steps of the first
@@ -382,7 +383,7 @@ class ContextFeatures(_FeatureLayer):
                 raise ValueError(f"feature {c.key!r}: {raw.shape[0]} examples, but feature {first!r} has {B}: "
                                  "every feature of a batch needs one row per example")
             if isinstance(c, fc.NumericColumn):
-                values = c.values(raw).reshape(B, -1)
+                values = c.normalized(c.values(raw).reshape(B, -1))
                 if values.shape[1] != c.width:
                     raise ValueError(f"feature {c.key!r}: expected {c.width} value(s) per example, got {values.shape[1]}")
                 parts.append(values.astype(self.dtype))

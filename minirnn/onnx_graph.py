@@ -129,9 +129,15 @@ def _numeric(g, column, dims):
     """A numeric column's float input, normalised: [*dims, width]."""
     x = g.input(column.key, g.tp.FLOAT, list(dims) + [column.width],
                 f"numeric feature {column.key!r}: float32 {list(dims) + [column.width]}")
-    if column.normalizer_fn is None:
+    if column.normalizer_fn is None and column.normalizer is None:
         return x
-    scale, shift = (np.broadcast_to(v, column.shape).reshape(-1) for v in _affine(column))   # [width]
+    scale, shift = _affine(column) if column.normalizer_fn is not None else (1.0, 0.0)
+    scale, shift = (np.broadcast_to(v, column.shape).reshape(-1) for v in (scale, shift))   # [width]
+    norm = column.normalizer
+    if norm is not None:                   # then (y - mean) / std per feature of the last axis
+        mean, std = (np.broadcast_to(v, column.shape).reshape(-1) for v in
+                     (norm.mean, np.maximum(np.sqrt(norm.variance), norm.EPSILON)))
+        scale, shift = scale / std, (shift - mean) / std
     return g.op("Add", [g.op("Mul", [x, g.f32(scale)]), g.f32(shift)], hint=f"{column.key}_normalized")
 
 

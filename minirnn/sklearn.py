@@ -45,6 +45,7 @@ import numpy as np
 
 from . import optimizers as _opt
 from .errors import NotFittedError as _MinirnnNotFittedError
+from .feature_column import Normalization
 from .heads import BinaryClassHead, MultiClassHead, RegressionHead
 from .model import CELLS, RNNModel
 from .state import TrainState
@@ -404,7 +405,7 @@ class _SequenceEstimator(_Base):
 
     def __init__(self, units=32, cell_type="lstm", epochs=50, batch_size=32, optimizer="adam",
                  learning_rate=0.01, gradient_clipping_norm=5.0, shuffle=True, warm_start=False,
-                 random_state=None, dtype="float64"):
+                 random_state=None, dtype="float64", standardize=False):
         self.units = units
         self.cell_type = cell_type
         self.epochs = epochs
@@ -416,6 +417,7 @@ class _SequenceEstimator(_Base):
         self.warm_start = warm_start
         self.random_state = random_state
         self.dtype = dtype
+        self.standardize = standardize
 
     # ---- validation of the hyper-parameters (at fit time, as scikit-learn) ---------------------
 
@@ -452,7 +454,7 @@ class _SequenceEstimator(_Base):
                 not all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0 for u in units):
             raise ValueError(f"units: expected a positive int or a non-empty list of them (one per layer), "
                              f"got {self.units!r}")
-        for name in ("shuffle", "warm_start"):
+        for name in ("shuffle", "warm_start", "standardize"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         cells = self.cell_type if isinstance(self.cell_type, (list, tuple)) else [self.cell_type]
@@ -485,6 +487,8 @@ class _SequenceEstimator(_Base):
         for name, value in target_state.items():
             setattr(self, name, value)
         self.model_ = model
+        if hasattr(self, "normalizer_"):
+            del self.normalizer_
         self.optimizer_ = self._new_optimizer()
         self._shuffle_rng = np.random.default_rng(seed_shuffle)
         self.n_iter_ = 0
@@ -568,6 +572,9 @@ class _SequenceEstimator(_Base):
             if classes is None:
                 self._check_trainable(targets[rows])
             self._initialise(seqs, state)   # only now that every input is known to be valid
+            if self.standardize:            # each feature's mean and variance over the valid steps
+                self.normalizer_ = Normalization().adapt(seqs.x[seqs.mask] if seqs.mask is not None else seqs.x)
+        seqs = self._normalized(seqs)
         if weights is not None:
             weights = weights / weights[rows].mean()       # the loss is a weighted mean over the data
         for _ in range(epochs):
@@ -575,6 +582,13 @@ class _SequenceEstimator(_Base):
         self._release_training_buffers()
         self.loss_ = self.loss_curve_[-1]
         return self
+
+    def _normalized(self, seqs):
+        """``seqs`` standardised by the fitted ``normalizer_`` (``standardize=True``), else as they are."""
+        norm = getattr(self, "normalizer_", None)
+        if norm is None:
+            return seqs
+        return _Sequences(norm(seqs.x).astype(seqs.x.dtype), seqs.mask, seqs.table_width, seqs.feature_names)
 
     def _release_training_buffers(self):
         """Drop what the last training forward saved for backward (activations of a whole batch):
@@ -594,6 +608,10 @@ class _SequenceEstimator(_Base):
         model = self.model_
         units = [self.units] if isinstance(self.units, numbers.Integral) else self.units
         cells = self.cell_type if isinstance(self.cell_type, (list, tuple)) else [self.cell_type] * len(model.units)
+        if bool(self.standardize) != hasattr(self, "normalizer_"):
+            raise ValueError(f"standardize: the model was fitted with standardize={not self.standardize}; "
+                             "continuing (partial_fit, warm_start=True) cannot change it: set warm_start=False and "
+                             "fit afresh")
         if list(units) != model.units or list(cells) != model.cell_types or self._checked_dtype() != model.dtype:
             raise ValueError(f"units / cell_type / dtype: the fitted network has units={model.units}, "
                              f"cell_type={model.cell_type!r}, dtype={model.dtype.name}; continuing "
@@ -632,7 +650,7 @@ class _SequenceEstimator(_Base):
         """Logits [B, k] in the model's dtype, computed in length-sorted chunks (the result of a row
         depends only on that row: masked steps carry the state)."""
         self._check_fitted()
-        seqs = self._read_X(X, lengths, mask)
+        seqs = self._normalized(self._read_X(X, lengths, mask))
         order = np.argsort(seqs.ends, kind="stable")
         out = np.empty((len(seqs), self.model_.logits_dimension), dtype=self.model_.dtype)
         for start in range(0, len(order), _PREDICT_CHUNK):
@@ -713,6 +731,10 @@ class SequenceClassifier(_SequenceEstimator):
         Seeds the initial weights and the shuffling: an int makes ``fit`` deterministic.
     dtype : {'float64', 'float32'}, default='float64'
         What the network computes in; X is converted to it.
+    standardize : bool, default=False
+        Standardise each feature with the mean and variance of the valid steps of the training X
+        (``normalizer_``, a :class:`minirnn.feature_column.Normalization`), at fit and predict:
+        a ``StandardScaler`` for sequences, which raw-scale inputs need.
 
     Attributes
     ----------
@@ -725,6 +747,7 @@ class SequenceClassifier(_SequenceEstimator):
     optimizer_ : the optimizer with its slots (continued by ``partial_fit`` and ``warm_start``)
     n_iter_ : int, epochs trained; t_ : int, gradient steps
     loss_ : float, the last epoch's mean training loss; loss_curve_ : list, one per epoch
+    normalizer_ : the fitted Normalization (only with ``standardize=True``)
 
     Example
     -------
@@ -881,7 +904,7 @@ class SequenceRegressor(_SequenceEstimator):
     ----------
     n_outputs_ : int, the outputs per example (1 for 1-D y)
     n_features_in_, n_features_per_step_, feature_names_in_, model_, optimizer_, n_iter_, t_, loss_,
-    loss_curve_ : as :class:`SequenceClassifier` (the loss is on the standardised targets)
+    loss_curve_, normalizer_ : as :class:`SequenceClassifier` (the loss is on the standardised targets)
 
     Example
     -------

@@ -413,3 +413,47 @@ def test_embedding_gradient_sum_paths_agree(B, T, vocab, seed):
     for g in grads:
         assert g.rows.tolist() == sorted(set(ids.ravel().tolist()))
         np.testing.assert_allclose(g.to_dense(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_normalization_adapts_per_feature_as_keras_and_travels_with_the_model(tmp_path):
+    import minirnn
+    rng = np.random.default_rng(0)
+    seqs = [np.c_[rng.uniform(60, 120, n), rng.normal(1013, 5, n), np.full(n, 2.0)] for n in (3, 1, 6)]
+    flat = np.concatenate(seqs)
+    norm = fc.Normalization().adapt(seqs)
+    np.testing.assert_allclose(norm.mean, flat.mean(axis=0))
+    np.testing.assert_allclose(norm.variance, flat.var(axis=0))            # population variance, as Keras
+    padded = np.zeros((3, 6, 3))
+    for b, s in enumerate(seqs):
+        padded[b, :len(s)] = s
+    np.testing.assert_allclose(fc.Normalization().adapt(flat).mean, norm.mean)
+    # Keras's formula: (x - mean) / max(sqrt(variance), 1e-7); a constant feature becomes 0
+    np.testing.assert_allclose(norm(flat), (flat - norm.mean) / np.maximum(np.sqrt(norm.variance), 1e-7))
+    assert np.all(norm(flat)[:, 2] == 0)
+    column = fc.sequence_numeric_column("x", shape=3, normalizer=norm)
+    clf = minirnn.RNNClassifier([column], units=[4], model_dir=str(tmp_path / "m"),
+                                config=minirnn.RunConfig(random_seed=0))
+    labels = np.array([1, 0, 1])
+    clf.train(lambda: ({"x": seqs}, labels), steps=2)
+    exported = minirnn.load_exported(clf.export_saved_model(str(tmp_path / "e")))
+    np.testing.assert_allclose(exported.predict({"x": seqs})["logits"],
+                               next(clf.predict(lambda: {"x": seqs}, yield_single_examples=False))["logits"])
+    assert exported.spec["sequence_columns"][0]["normalizer"]["mean"] == norm.mean.tolist()
+    other = fc.sequence_numeric_column("x", shape=3, normalizer=fc.Normalization(0.0, 1.0))   # resuming checks it
+    with pytest.raises(ValueError, match="normalizer"):
+        minirnn.RNNClassifier([other], units=[4], model_dir=str(tmp_path / "m")).train(
+            lambda: ({"x": seqs}, labels), steps=1)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: fc.sequence_numeric_column("x", normalizer=fc.Normalization()), "not adapted"),
+    (lambda: fc.sequence_numeric_column("x", shape=3, normalizer=fc.Normalization([0, 0], [1, 1])),
+     "2 features, the column has 3"),
+    (lambda: fc.Normalization(mean=[0.0]), "give both mean and variance"),
+    (lambda: fc.Normalization([0.0], [-1.0]), "variance finite and >= 0"),
+    (lambda: fc.Normalization().adapt([np.array([1.0, np.nan])]), "finite numbers"),
+    (lambda: fc.numeric_column("c", normalizer=lambda v: v), "expected a feature_column.Normalization"),
+])
+def test_normalization_errors_name_what_to_change(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()

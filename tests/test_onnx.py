@@ -165,6 +165,20 @@ def test_context_numeric_of_any_shape_is_fed_flat(tmp_path):
     _assert_same(_run(session, {"x": _x(7), "grid": values.reshape(B, 6), "sequence_length": LENGTHS}), want)
 
 
+def test_adapted_normalizers_are_baked_into_the_graph(tmp_path):
+    """A Normalization per feature (after an affine normalizer_fn), sequence and context."""
+    rng = np.random.default_rng(3)
+    x = np.stack([rng.uniform(60, 120, (B, T)), rng.normal(1013, 5, (B, T))], axis=-1).astype(np.float32)
+    norm = fc.Normalization().adapt([x[b, :n] for b, n in enumerate(LENGTHS)])
+    sequence = [fc.sequence_numeric_column("x", shape=2, normalizer_fn=lambda v: v * 2.0, normalizer=norm)]
+    context = [fc.numeric_column("c", shape=(2, 2), normalizer=fc.Normalization([1.0, -2.0], [4.0, 0.25]))]
+    net, head = _network(sequence, context, units=[4])
+    c = rng.normal(size=(B, 2, 2)).astype(np.float32)
+    session, _ = _session(_exported(net, head), tmp_path)
+    want, _ = predict_batch("rnn", head, net, {"x": x, "c": c, "sequence_length": LENGTHS})
+    _assert_same(_run(session, {"x": x, "c": c.reshape(B, 4), "sequence_length": LENGTHS}), want)
+
+
 def test_hash_buckets_and_oov_buckets_take_ids_computed_outside(tmp_path):
     tokens = fc.sequence_categorical_column_with_hash_bucket("tokens", 50)
     vocab = fc.sequence_categorical_column_with_vocabulary_list("v", ["a", "b"], num_oov_buckets=3)

@@ -563,3 +563,19 @@ def test_values_too_large_for_float32_are_refused_by_name():
     X[3, 1] = 1e300
     with pytest.raises(ValueError, match=r"X: contains a value too large for float32 \(1e\+300\)"):
         SequenceClassifier(epochs=1, units=2, dtype="float32").fit(X, np.arange(10) % 2)
+
+
+def test_standardize_learns_raw_scale_sequences_and_applies_at_predict():
+    rng = np.random.default_rng(0)
+    X = [np.c_[rng.uniform(60, 120, n), rng.normal(1013, 5, n)] for n in rng.integers(3, 8, 120)]
+    y = np.array([int(s[:, 0].mean() > 90) for s in X])
+    raw = SequenceClassifier(units=8, epochs=30, random_state=0).fit(X, y)
+    std = SequenceClassifier(units=8, epochs=30, random_state=0, standardize=True).fit(X, y)
+    assert std.score(X, y) >= 0.95 > raw.score(X, y) + 0.2
+    np.testing.assert_allclose(std.normalizer_.mean, np.concatenate(X).mean(axis=0))
+    assert std.get_params()["standardize"] is True and not hasattr(raw, "normalizer_")
+    norm = std.normalizer_                                 # the same as standardising by hand
+    by_hand = SequenceClassifier(units=8, epochs=30, random_state=0).fit([norm(s) for s in X], y)
+    np.testing.assert_allclose(std.predict_proba(X), by_hand.predict_proba([norm(s) for s in X]), rtol=1e-10)
+    with pytest.raises(ValueError, match="standardize: the model was fitted with standardize=True"):
+        std.set_params(standardize=False, warm_start=True).fit(X, y)
