@@ -30,14 +30,13 @@ from collections import namedtuple
 import numpy as np
 
 from . import export as ex
-from . import feature_column as fc
 from . import optimizers as opt
 from .errors import NotFittedError
 from .estimator import _CELL_CLASSES, EstimatorSpec, _Estimator, _LossHook
 from .heads import BinaryClassHead, MultiClassHead, RegressionHead
-from .inputs import SparseInput, batches, numpy_input_fn
+from .inputs import batches, numpy_input_fn
 from .layers import GRU, LSTM, SimpleRNN
-from .predictions import initial_states_from_features, row_lengths
+from .predictions import initial_states_from_features
 from .step import prepare_labels
 
 __all__ = ["DynamicRnnEstimator", "ProblemType", "PredictionType", "RNNKeys", "ModeKeys", "ModelFnOps",
@@ -394,28 +393,6 @@ class DynamicRnnEstimator(_Estimator):
         sequences = {c.key for c in self._session.state.network.sequence.columns}
         return {k: [r[k] for r in rows] if k in sequences else np.asarray([r[k] for r in rows]) for k in keys}
 
-    def _at_padded_length(self, features):
-        """The batch's padded sequence features (arrays, SparseInput) and sequence_mask cut to TF1's
-        ``padded_length``: the largest of its ``sequence_length`` values (or of the mask's rows)."""
-        sequence = self._session.state.network.sequence
-        mask, lengths = sequence._batch_mask(features)
-        if mask is not None:
-            longest = int(row_lengths(mask).max())
-        elif lengths is not None and lengths.size:
-            longest = int(lengths.max())
-        else:
-            return features
-        if longest < 1 or any(_is_ragged(features.get(c.key)) for c in sequence.columns):
-            return features                            # ragged lists are at their own length already
-        out = dict(features)
-        if mask is not None:
-            out[sequence.mask_key] = mask[:, :longest]
-        for c in sequence.columns:
-            if c.key in out:
-                per_step = c.width if isinstance(c, fc.NumericColumn) else 1
-                out[c.key] = _cut_steps(out[c.key], longest, per_step)
-        return out
-
     # ---- TF1's methods ------------------------------------------------------------------------
 
     def fit(self, x=None, y=None, input_fn=None, steps=None, batch_size=None, monitors=None, max_steps=None):
@@ -500,7 +477,7 @@ class DynamicRnnEstimator(_Estimator):
         def prediction():
             for features, labels in batches(raw):
                 features, _ = self._engineer(features, labels)
-                yield self._at_padded_length(features)
+                yield features
         return prediction
 
     # ---- model_fn -----------------------------------------------------------------------------
@@ -533,7 +510,7 @@ class DynamicRnnEstimator(_Estimator):
         given = (features, labels)
         features, labels = self._engineer(features, labels)
         net, _ = self._session.network_for(None, mode != ModeKeys.TRAIN)   # train: the weights it starts from
-        predictions, _ = self._session.predict_batch(net, self._at_padded_length(features))
+        predictions, _ = self._session.predict_batch(net, features)
         if mode == ModeKeys.INFER:
             return ModelFnOps(mode, predictions, None, None, {})
         values = self._session.evaluate(net, lambda: (features, labels), 1)
@@ -621,10 +598,6 @@ def _is_iterator(value):
     return hasattr(value, "__next__")
 
 
-def _is_ragged(value):
-    return isinstance(value, (list, tuple)) and not isinstance(value, SparseInput)
-
-
 def _check_input_args(x, y, input_fn, feed_fn, batch_size):
     """TF1's rules for x, y, input_fn, feed_fn and batch_size together."""
     if input_fn is None:
@@ -672,21 +645,6 @@ class _CustomMetrics:
 
     def result(self):
         return {k: np.float32(v / max(self.count, 1)) for k, v in self.totals.items()}
-
-
-def _cut_steps(raw, longest, per_step):
-    """A padded sequence feature cut to its first ``longest`` steps (``per_step`` values per step in
-    a 2-D SparseInput of a wider numeric column); other forms as they are."""
-    if isinstance(raw, np.ndarray) and raw.ndim >= 2 and raw.shape[1] > longest:
-        return raw[:, :longest]
-    if isinstance(raw, SparseInput):
-        indices, shape = np.asarray(raw.indices), np.asarray(raw.dense_shape)
-        if indices.ndim == 2 and indices.shape[1] >= 2 and shape.ndim == 1 and shape[1] > longest * per_step:
-            keep = indices[:, 1] // per_step < longest
-            shape = shape.copy()
-            shape[1] = longest * per_step
-            return SparseInput(indices[keep], np.asarray(raw.values)[keep], shape)
-    return raw
 
 
 def _check_graph_rewrite_specs(specs):

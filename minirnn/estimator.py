@@ -178,10 +178,10 @@ class _Estimator:
                 losses = []
                 self.train(batch, steps=1, hooks=[_LossHook(losses)])
                 return losses[-1]
-            return EstimatorSpec(mode, None, None, train_op, None)
+            return EstimatorSpec(mode, None, None, train_op, {})
         predictions = next(self.predict(batch, yield_single_examples=False))
         if mode == "infer":
-            return EstimatorSpec(mode, predictions, None, None, None)
+            return EstimatorSpec(mode, predictions, None, None, {})
         net, step = self._session.network_for(None, self._not_fitted_error)
         metrics = self._session.evaluate(net, batch, 1)
         return EstimatorSpec(mode, predictions, metrics["loss"], None, metrics)

@@ -84,6 +84,9 @@ def predict_batch(kind, head, network, features, mask_key="sequence_mask", optio
             out[mask_key] = mask
         return out, mask
     out = {}
+    if network.model.return_sequences:           # TF1: per-step outputs at padded_length, the batch's
+        longest = max(int(row_lengths(mask).max()), 1)     # longest sequence_length (or mask row)
+        logits, mask = logits[:, :longest], mask[:, :longest]
     if isinstance(head, (BinaryClassHead, MultiClassHead)):
         p = head.predictions(logits)
         out["classes"] = p["class_ids"][..., 0]

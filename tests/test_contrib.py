@@ -402,3 +402,6 @@ def test_multiple_value_predictions_have_padded_length(tmp_path):
     assert est.predict(input_fn=lambda: {"x": array}, as_iterable=False)["scores"].shape == (2, 20)   # no lengths
     ops = est.model_fn({"x": array, "sequence_length": lengths}, None, ModeKeys.INFER)
     assert ops.predictions["scores"].shape == (2, longest)
+    exported = minirnn.load_exported(est.export_savedmodel(str(tmp_path / "export")))     # the bundle too
+    np.testing.assert_allclose(exported.predict({"x": array, "sequence_length": lengths})["scores"],
+                               per_batch["scores"], rtol=1e-6)
