@@ -14,6 +14,9 @@ A sequence feature may be given, per batch, as
 ``parse_sequence`` returns the values padded to [B, T, k] plus a [B, T] mask of valid steps.
 """
 
+import contextvars
+import functools
+import types
 from collections import namedtuple
 from itertools import chain
 
@@ -399,8 +402,7 @@ def numpy_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=None, seed=N
     n = _num_examples(x, y)
     y = None if y is None else np.asarray(y)
 
-    def input_fn():
-        rng = np.random.default_rng(seed)
+    def epochs(rng):
         epoch = 0
         while num_epochs is None or epoch < num_epochs:
             order = rng.permutation(n) if shuffle else np.arange(n)
@@ -409,7 +411,53 @@ def numpy_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=None, seed=N
                 yield {key: _take(v, idx) for key, v in x.items()}, (None if y is None else y[idx])
             epoch += 1
 
+    def input_fn():                    # the seed is read when the estimator calls input_fn
+        return epochs(np.random.default_rng(default_seed(seed)))
+
     return input_fn
+
+
+_ESTIMATOR_SEED = contextvars.ContextVar("minirnn_estimator_seed", default=None)
+
+
+def default_seed(seed=None):
+    """``seed``, or when None the seed of the estimator calling the input_fn (its
+    ``RunConfig.random_seed``, as TF's graph-level seed drove unseeded shuffles), or None."""
+    return seed if seed is not None else _ESTIMATOR_SEED.get()
+
+
+def with_estimator_seed(input_fn, seed):
+    """``input_fn`` that, while it is called, gives ``seed`` as :func:`default_seed` to the input
+    functions that have no seed of their own (numpy_input_fn, hdf5_input_fn and their shards)."""
+    if seed is None:
+        return input_fn
+
+    @functools.wraps(input_fn)
+    def seeded(*args, **kwargs):
+        token = _ESTIMATOR_SEED.set(seed)
+        try:
+            out = input_fn(*args, **kwargs)
+        finally:
+            _ESTIMATOR_SEED.reset(token)
+        return _seeded_generator(out, seed) if isinstance(out, types.GeneratorType) else out
+    return seeded
+
+
+def _seeded_generator(generator, seed):
+    """``generator``'s items, each computed with ``seed`` as the estimator's seed (a generator
+    input_fn may call numpy_input_fn's input_fn lazily, inside its body)."""
+    try:
+        while True:
+            token = _ESTIMATOR_SEED.set(seed)
+            try:
+                item = next(generator)
+            except StopIteration:
+                return
+            finally:
+                _ESTIMATOR_SEED.reset(token)
+            yield item
+    finally:
+        generator.close()
 
 
 def _hdf5_read(dataset, rows):
@@ -479,9 +527,11 @@ def hdf5_input_fn(path, feature_keys, label_key=None, batch_size=128, num_epochs
     if n == 0:
         raise ValueError(f"{path}: the datasets are empty")
 
-    def input_fn():
+    def read(rng):
         with h5py.File(path, "r") as f:
-            yield from hdf5_batches(f, feature_keys, label_key, length_key, n, batch_size, num_epochs, shuffle,
-                                    np.random.default_rng(seed))
+            yield from hdf5_batches(f, feature_keys, label_key, length_key, n, batch_size, num_epochs, shuffle, rng)
+
+    def input_fn():                    # the seed is read when the estimator calls input_fn
+        return read(np.random.default_rng(default_seed(seed)))
 
     return input_fn

@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from . import optimizers as opt
 from .errors import NotFittedError
 from .hooks import LoggingHook, ProgressBar, check_hooks
-from .inputs import batches
+from .inputs import batches, with_estimator_seed
 from .network import Network
 from .predictions import predict_batch, single_examples
 from .state import TrainState
@@ -226,6 +226,10 @@ class Session:
 
     # ---- train ---------------------------------------------------------------------------------
 
+    def seeded(self, input_fn):
+        """``input_fn`` whose unseeded shuffles take ``RunConfig.random_seed`` (TF's graph-level seed)."""
+        return with_estimator_seed(input_fn, self.config.random_seed)
+
     def train(self, input_fn, hooks, steps, max_steps, listeners, facade):
         """TF's train: ``steps`` more, up to ``max_steps``, or until the input ends (see the estimators)."""
         runner = self.runner()
@@ -238,7 +242,7 @@ class Session:
             self.sync_for_training()
         try:
             runner.sync_state(self.state, chief)      # rank 0 reads model_dir, every rank gets it
-            self._train(runner, make_device, input_fn, hooks, steps, max_steps, listeners, facade)
+            self._train(runner, make_device, self.seeded(input_fn), hooks, steps, max_steps, listeners, facade)
         finally:
             lock.release()
 
@@ -322,7 +326,8 @@ class Session:
         """Metrics over the batches (float32 values); hooks see each batch as a step and may stop."""
         def evaluate(evaluator, features, labels):
             return evaluate_batch(network, self.head, evaluator, features, labels, self.initial_states)
-        evaluator = self.runner().evaluate(lambda: self.head.metrics(exact_auc), input_fn, steps, hooks, evaluate)
+        evaluator = self.runner().evaluate(lambda: self.head.metrics(exact_auc), self.seeded(input_fn), steps, hooks,
+                                           evaluate)
         return {k: np.float32(v) for k, v in self.metric_names(evaluator.result()).items()}
 
     def write_metrics(self, out_dir, step, metrics):
@@ -354,7 +359,7 @@ class Session:
             hook.begin(facade)
         try:
             return_sequences = network.model.return_sequences
-            stream = self.runner().predictions(input_fn, hooks, lambda f: self.predict_batch(network, f),
+            stream = self.runner().predictions(self.seeded(input_fn), hooks, lambda f: self.predict_batch(network, f),
                                                self.mask_key, return_sequences)
             for number, (preds, mask) in enumerate(stream, 1):
                 if predict_keys is not None:

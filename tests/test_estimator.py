@@ -556,3 +556,38 @@ def test_quiet_by_default_and_progress_bar_on_a_terminal(tmp_path, capsys, monke
     monkeypatch.setenv("MINIRNN_PROGRESS", "0")
     clf.train(repeat_input(seqs, labels), steps=2)
     assert capsys.readouterr().err == ""
+
+
+def test_an_unseeded_shuffle_takes_the_estimators_seed():
+    """TF's graph-level seed drove unseeded shuffles: numpy_input_fn(shuffle=True) without a seed
+    takes RunConfig.random_seed, so a seeded estimator trains the same twice."""
+    from minirnn.inputs import numpy_input_fn
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 4, 1)).astype(np.float32)
+    y = (x[:, -1, 0] > 0).astype(int)
+    seen = []
+
+    def trained(seed, input_seed=None):
+        clf = minirnn.RNNClassifier([fc.sequence_numeric_column("x")], units=[3],
+                                    config=minirnn.RunConfig(random_seed=seed))
+        shuffled = numpy_input_fn({"x": x}, y, batch_size=8, num_epochs=None, shuffle=True, seed=input_seed)
+        first = []
+
+        def recording():
+            batches = shuffled()
+            features, labels = next(batches)
+            first.append(features["x"][:, 0, 0].copy())
+            yield features, labels
+            yield from batches
+        clf.train(recording, steps=6)
+        seen.append(first[0])
+        return clf.get_variable_value("rnn_model/logits/kernel")
+
+    np.testing.assert_array_equal(trained(0), trained(0))
+    np.testing.assert_array_equal(seen[0], seen[1])
+    trained(5)
+    assert not np.array_equal(seen[0], seen[2])                # another estimator seed: another order
+    trained(0, input_seed=5)
+    trained(7, input_seed=5)
+    np.testing.assert_array_equal(seen[3], seen[4])            # the input_fn's own seed wins
+    assert not np.array_equal(seen[0], seen[3])

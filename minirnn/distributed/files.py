@@ -24,6 +24,7 @@ def predict_to_files(estimator, input_fn, directory, predict_keys=None, checkpoi
     import h5py
 
     session = estimator._session
+    input_fn = session.seeded(input_fn)
     runner = session.runner()
     rank, size = runner.rank, runner.size
     net, _ = session.network_for(checkpoint_path)

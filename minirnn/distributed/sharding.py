@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 
-from ..inputs import SparseInput, _num_examples, _take
+from ..inputs import SparseInput, _num_examples, _take, default_seed
 
 __all__ = ["InputContext", "split_batch", "shard_input_fn", "shard_hdf5_input_fn", "Batch", "takes_input_context",
            "fingerprint", "bounds"]
@@ -160,11 +160,12 @@ def shard_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=None, seed=N
     n = _num_examples(x, y)
     y = None if y is None else np.asarray(y)
 
-    def input_fn(input_context=None):
+    def input_fn(input_context=None):   # the seed is read when the estimator calls input_fn
         if input_context is None:
-            yield from single()
-            return
-        rng = np.random.default_rng(seed if seed is not None else input_context.seed)
+            return single()
+        return shares(input_context, np.random.default_rng(_seed(seed, input_context)))
+
+    def shares(input_context, rng):
         epoch = 0
         while num_epochs is None or epoch < num_epochs:
             order = rng.permutation(n) if shuffle else np.arange(n)
@@ -181,6 +182,12 @@ def shard_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=None, seed=N
     return input_fn
 
 
+def _seed(seed, input_context):
+    """A shuffle's seed: its own, else the estimator's (RunConfig.random_seed), else the context's
+    (drawn on rank 0): the same on every rank."""
+    return default_seed(seed) if default_seed(seed) is not None else input_context.seed
+
+
 def shard_hdf5_input_fn(path, feature_keys, label_key=None, batch_size=128, num_epochs=1, shuffle=False, seed=None,
                         length_key=None):
     """``hdf5_input_fn``'s global batches (same block order and in-block shuffle), each rank
@@ -193,13 +200,14 @@ def shard_hdf5_input_fn(path, feature_keys, label_key=None, batch_size=128, num_
     with h5py.File(path, "r") as f:
         n = f[feature_keys[0]].shape[0]
 
-    def input_fn(input_context=None):
+    def input_fn(input_context=None):   # the seed is read when the estimator calls input_fn
         if input_context is None:
-            yield from single()
-            return
+            return single()
+        return read(input_context, np.random.default_rng(_seed(seed, input_context)))
+
+    def read(input_context, rng):
         with h5py.File(path, "r") as f:
-            yield from hdf5_batches(f, feature_keys, label_key, length_key, n, batch_size, num_epochs, shuffle,
-                                    np.random.default_rng(seed if seed is not None else input_context.seed),
+            yield from hdf5_batches(f, feature_keys, label_key, length_key, n, batch_size, num_epochs, shuffle, rng,
                                     bounds=input_context.bounds)
 
     return input_fn
