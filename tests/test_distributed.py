@@ -365,3 +365,19 @@ def test_command_line_under_mpiexec_trains_data_parallel_and_writes_once(tmp_pat
     run("predict", "d.npz", "--model-dir", "m2", "-o", "p.csv")
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert len(lines) == 25 and lines[0].startswith("id,class")       # header + every sequence, once
+
+
+def test_the_documented_train_py_runs_unchanged_under_mpiexec(tmp_path):
+    """docs/mpi.md's train.py, as written, on 2 ranks with the flags the page gives for a root
+    container or a 2-core machine."""
+    import re
+    page = open(os.path.join(os.path.dirname(WORKER), "..", "docs", "mpi.md"), encoding="utf-8").read()
+    script = re.search(r"A `train.py` of this kind.*?```python\n(.*?)```", page, re.S).group(1)
+    (tmp_path / "train.py").write_text(script)
+    command = re.search(r"^mpiexec --oversubscribe --allow-run-as-root -n 4 \.venv/bin/python train\.py", page, re.M)
+    assert command, "docs/mpi.md lost its mpiexec command line"
+    args = [_mpiexec(), "--oversubscribe", "--allow-run-as-root", "-n", "2", sys.executable, "train.py"]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
+                          env=dict(os.environ, MINIRNN_PROGRESS="0"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("accuracy 0.9") + done.stdout.count("accuracy 1.0") == 2, done.stdout
