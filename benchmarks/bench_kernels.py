@@ -2,20 +2,24 @@
 
 One training step = forward + full BPTT + gradient of a dense softmax head on each sequence's last
 valid output (no optimizer). Inference = forward only. float32, the same weights and thread count for
-both. Following ../shared/BENCHMARKING.md, each measurement runs in its own fresh process (PyTorch is
-slower in a process where another thread pool already ran), minirnn and PyTorch alternate, and the
-figure is the median over rounds of per-process medians. Before timing, a separate process checks
-that both give the same outputs and gradients.
+both. Each measurement runs in its own fresh process (PyTorch is slower in a process where another
+thread pool already ran), minirnn and PyTorch alternate, and the figure is the median over rounds of
+per-process medians. Before timing, a separate process checks minirnn's loss, last outputs and
+gradients against the float64 NumPy reference (``minirnn.kernels.reference``) and against PyTorch,
+and the run stops when either differs by more than 1e-3 (relative). Without PyTorch installed the
+script says so, checks against the reference only and times minirnn alone.
 
-Usage (PyTorch only in the benchmark environment: ``pip install torch``)::
+Usage, from the repository root (a CPU build of PyTorch for the peer:
+``pip install torch --index-url https://download.pytorch.org/whl/cpu``)::
 
-    python benchmarks/bench_kernels.py                      # everything, 2 threads
-    python benchmarks/bench_kernels.py --cells lstm --shapes S1 S3 --rounds 3 --threads 2
+    python3 benchmarks/bench_kernels.py                      # everything, 2 threads
+    python3 benchmarks/bench_kernels.py --cells lstm --shapes S1 S3 --rounds 3 --threads 2
 
-Prints a table, then one JSON line per row:
-{"bench": "kernels", "cell", "shape", "threads", "minirnn_ms", "peer_ms", "ratio"} (lower is better),
-plus import time, cold/warm time to the first forward+backward, and each training step's own peak
-memory (peak RSS minus the RSS after a warm-up on a tiny problem).
+Prints the machine (CPU model, BLAS kernels; a JSON line {"bench": "machine", ...}), a table, then one
+JSON line per row: {"bench": "kernels", "cell", "shape", "threads", "minirnn_ms", "peer_ms", "ratio"}
+(lower is better; peer_ms and ratio null without PyTorch), plus import time, cold/warm time to the
+first forward+backward, and each training step's own peak memory (peak RSS minus the RSS after a
+warm-up on a tiny problem). ``--output FILE`` also appends the JSON lines to FILE.
 """
 
 import argparse
@@ -25,6 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # _common.py, also under python -P
+from _common import CPU_TORCH, Report, add_output_argument, require_minirnn, skip_line, version  # noqa: E402
 
 SHAPES = {  # B, T, D, H, variable lengths
     "S1": (32, 50, 16, 64, False),
@@ -61,26 +68,31 @@ def problem(cell, shape, seed=0):
 # the two implementations of one step
 # ---------------------------------------------------------------------------------------------
 
-def minirnn_step(cell, shape):
-    """Return (train_step, infer) closures for minirnn; train_step returns (loss, grads)."""
+def softmax_head(h, hw, hb, labels):
+    """Mean softmax cross-entropy of a dense head on h [B, H] -> (loss, dlogits, dhw, dhb)."""
     import numpy as np
+    B = h.shape[0]
+    rows = np.arange(B)
+    logits = h @ hw + hb
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(p[rows, labels]))
+    p[rows, labels] -= 1.0
+    p /= B
+    return loss, p, h.T @ p, p.sum(axis=0)
+
+
+def minirnn_step(cell, shape):
+    """Return (train_step, infer) closures for minirnn; train_step returns (loss, grads, h)."""
     from minirnn.layers import GRU, LSTM, SimpleRNN
     x, lengths, labels, weights, (hw, hb) = problem(cell, shape)
     layer = {"lstm": LSTM, "gru": GRU, "simple_rnn": SimpleRNN}[cell](weights[1].shape[0])
     layer.set_weights(list(weights))
-    B = x.shape[0]
-    rows = np.arange(B)
 
     def train_step():
         h = layer.forward(x, lengths=lengths)
-        logits = h @ hw + hb
-        z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        loss = -np.mean(np.log(p[rows, labels]))
-        p[rows, labels] -= 1.0
-        p /= B
-        dhw, dhb = h.T @ p, p.sum(axis=0)
+        loss, p, dhw, dhb = softmax_head(h, hw, hb, labels)
         layer.zero_grads()
         layer.backward(p @ hw.T, need_input_grad=False)
         return loss, [g.copy() for g in layer.grads] + [dhw, dhb], h
@@ -89,6 +101,27 @@ def minirnn_step(cell, shape):
         return layer.forward(x, lengths=lengths if SHAPES[shape][4] else None, training=False)
 
     return train_step, infer
+
+
+def reference_step(cell, shape):
+    """minirnn's training step computed by the plain NumPy reference in float64: (loss, grads, h)."""
+    import numpy as np
+    from minirnn.kernels import reference
+    x, lengths, labels, weights, (hw, hb) = problem(cell, shape)
+    B, T, D, H, _ = SHAPES[shape]
+    mask = np.arange(T)[None] < lengths[:, None]
+    states0 = tuple(np.zeros((B, H)) for _ in range(2 if cell == "lstm" else 1))
+    options = {"reset_after": True} if cell == "gru" else {}
+    weights = [w.astype(np.float64) for w in weights]
+    y, _, saved = getattr(reference, cell + "_forward")(x.astype(np.float64), mask, states0, *weights, **options)
+    h = y[:, -1]                                       # each row's output at its last valid step
+    loss, p, dhw, dhb = softmax_head(h, hw.astype(np.float64), hb.astype(np.float64), labels)
+    dy = np.zeros((B, T, H))
+    dy[:, -1] = p @ hw.T
+    grads = [np.zeros_like(w) for w in weights]
+    getattr(reference, cell + "_backward")(dy, tuple(np.zeros_like(s) for s in states0), saved, *grads,
+                                           need_dx=False)
+    return loss, grads + [dhw, dhb], h
 
 
 def torch_step(cell, shape):
@@ -160,7 +193,6 @@ def _current_rss_mib():
 
 def worker(impl, cell, shape, reps):
     import resource
-    import numpy as np
     if impl == "torch":
         import torch
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -196,17 +228,23 @@ def worker(impl, cell, shape, reps):
     print(json.dumps(result))
 
 
-def check(cell, shape):
-    """Same weights -> same loss, last outputs and gradients (float32 tolerance)."""
+def _worst(a, b):
+    """Largest difference of (loss, h, grads) a against b, each gradient relative to its scale."""
     import numpy as np
-    m_train, _ = minirnn_step(cell, shape)
-    t_train, _, t_grads = torch_step(cell, shape)
-    m_loss, m_grads, m_h = m_train()
-    t_loss, _, t_h = t_train()
-    worst = max(abs(float(m_loss) - t_loss.item()),
-                float(np.abs(m_h - t_h.detach().numpy()).max()),
-                *(float(np.abs(a - b).max() / (np.abs(b).max() + 1e-3)) for a, b in zip(m_grads, t_grads())))
-    print(json.dumps({"worst": worst}))
+    (a_loss, a_grads, a_h), (b_loss, b_grads, b_h) = a, b
+    return max(abs(float(a_loss) - float(b_loss)), float(np.abs(a_h - b_h).max()),
+               *(float(np.abs(x - y).max() / (np.abs(y).max() + 1e-3)) for x, y in zip(a_grads, b_grads)))
+
+
+def check(cell, shape, with_torch):
+    """Same weights -> same loss, last outputs and gradients as the NumPy reference and PyTorch."""
+    ours = minirnn_step(cell, shape)[0]()
+    result = {"worst_vs_reference": _worst(ours, reference_step(cell, shape)), "worst_vs_torch": None}
+    if with_torch:
+        t_train, _, t_grads = torch_step(cell, shape)
+        t_loss, _, t_h = t_train()
+        result["worst_vs_torch"] = _worst(ours, (t_loss.item(), t_grads(), t_h.detach().numpy()))
+    print(json.dumps(result))
 
 
 def _run(args, threads, env_extra=None):
@@ -214,75 +252,97 @@ def _run(args, threads, env_extra=None):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
     env.update(env_extra or {})
-    proc = subprocess.run([sys.executable, __file__] + args, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__)] + args, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"{args} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def startup_worker():
+    """import time, and the first forward+backward of an LSTM in this (fresh) process."""
+    t0 = time.perf_counter()
+    import minirnn.layers as L
+    t1 = time.perf_counter()
+    import numpy as np
+    layer = L.LSTM(64)
+    y = layer.forward(np.ones((32, 50, 16), np.float32))
+    layer.backward(np.ones_like(y))
+    print(json.dumps({"import_s": t1 - t0, "first_step_s": time.perf_counter() - t1}))
+
+
 def startup_figures(threads):
-    """import time, and first forward+backward in a fresh process with a cold and a warm cache."""
-    code = ("import time; t0 = time.perf_counter(); import minirnn.layers as L; t1 = time.perf_counter();"
-            "import numpy as np; l = L.LSTM(64); x = np.ones((32, 50, 16), np.float32);"
-            "y = l.forward(x); l.backward(np.ones_like(y)); t2 = time.perf_counter();"
-            "import json; print(json.dumps({'import_s': t1 - t0, 'first_step_s': t2 - t1}))")
+    """import time, and first forward+backward in a fresh process with a cold and a warm Numba cache."""
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS=str(threads))
-        runs = []
-        for _ in range(2):   # first cold (empty cache), then warm
-            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        runs = [_run(["--startup"], threads, {"NUMBA_CACHE_DIR": cache}) for _ in range(2)]   # cold, then warm
     return {"import_minirnn_s": runs[1]["import_s"], "first_fwd_bwd_cold_s": runs[0]["first_step_s"],
             "first_fwd_bwd_warm_s": runs[1]["first_step_s"]}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS, help="default: all")
     parser.add_argument("--shapes", nargs="+", default=[k for k in SHAPES if k != "warmup"],
-                        choices=[k for k in SHAPES if k != "warmup"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+                        choices=[k for k in SHAPES if k != "warmup"], help="default: all")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="OMP/MKL/OPENBLAS/NUMBA_NUM_THREADS and PyTorch's threads in the workers (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per case and library (default 3)")
+    add_output_argument(parser)
     parser.add_argument("--worker", nargs=4, metavar=("IMPL", "CELL", "SHAPE", "REPS"), help=argparse.SUPPRESS)
-    parser.add_argument("--check", nargs=2, metavar=("CELL", "SHAPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--check", nargs=3, metavar=("CELL", "SHAPE", "TORCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--startup", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         impl, cell, shape, reps = args.worker
         return worker(impl, cell, shape, int(reps))
     if args.check:
-        return check(*args.check)
+        cell, shape, with_torch = args.check
+        return check(cell, shape, with_torch == "torch")
+    if args.startup:
+        return startup_worker()
 
-    print(json.dumps({"bench": "kernels_startup", "threads": args.threads, **startup_figures(args.threads)}))
+    require_minirnn()
+    torch_version = version("torch")
+    report = Report(args.output)
+    report.machine(script="bench_kernels", threads=args.threads, rounds=args.rounds,
+                   peer=torch_version and f"torch {torch_version}")
+    impls = ("minirnn", "torch") if torch_version else ("minirnn",)
+    if not torch_version:
+        print(skip_line("PyTorch", CPU_TORCH), flush=True)
+    report.row({"bench": "kernels_startup", "threads": args.threads, **startup_figures(args.threads)})
     rows = []
     for cell in args.cells:
         for shape in args.shapes:
             check_shape = "S1" if shape == "latency" else shape
-            worst = _run(["--check", cell, check_shape], args.threads)["worst"]
-            if worst > 1e-3:
-                raise SystemExit(f"{cell} {shape}: minirnn and PyTorch disagree (max rel diff {worst:.2e})")
+            checked = _run(["--check", cell, check_shape, impls[-1]], args.threads)
+            for peer, worst in (("the NumPy reference", checked["worst_vs_reference"]),
+                                ("PyTorch", checked["worst_vs_torch"])):
+                if worst is not None and not worst <= 1e-3:
+                    raise SystemExit(f"{cell} {check_shape}: minirnn and {peer} disagree (max rel diff {worst:.2e})")
+            worst = max(w for w in checked.values() if w is not None)
             reps = {"S3": 3, "S2": 10}.get(shape, 20)
-            results = {"minirnn": [], "torch": []}
+            results = {impl: [] for impl in impls}
             for _ in range(args.rounds):
-                for impl in ("minirnn", "torch"):
+                for impl in impls:
                     results[impl].append(_run(["--worker", impl, cell, shape, str(reps)], args.threads))
             for kind in ("train", "infer"):
                 key = f"{kind}_ms"
                 if key not in results["minirnn"][0]:
                     continue
                 m = _median([r[key] for r in results["minirnn"]])
-                p = _median([r[key] for r in results["torch"]])
+                p = _median([r[key] for r in results["torch"]]) if torch_version else None
                 row = {"bench": "kernels", "cell": cell, "shape": shape, "step": kind, "threads": args.threads,
-                       "minirnn_ms": round(m, 4), "peer_ms": round(p, 4), "ratio": round(m / p, 3),
+                       "minirnn_ms": round(m, 4), "peer_ms": p and round(p, 4), "ratio": p and round(m / p, 3),
                        "check_max_rel_diff": worst}
                 if kind == "train":
                     for impl, key in (("minirnn", "minirnn"), ("torch", "peer")):
-                        row[f"{key}_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results[impl]]), 1)
-                        row[f"{key}_step_mib"] = round(_median([r["step_mib"] for r in results[impl]]), 1)
+                        if impl in results:
+                            row[f"{key}_peak_rss_mib"] = round(_median([r["peak_rss_mib"] for r in results[impl]]), 1)
+                            row[f"{key}_step_mib"] = round(_median([r["step_mib"] for r in results[impl]]), 1)
                 rows.append(row)
-                print(f"{cell:10s} {shape:8s} {kind:5s}  minirnn {m:9.3f} ms   torch {p:9.3f} ms   ratio {m / p:5.2f}",
-                      flush=True)
+                peer = f"torch {p:9.3f} ms   ratio {m / p:5.2f}" if p else "torch (not installed)"
+                print(f"{cell:10s} {shape:8s} {kind:5s}  minirnn {m:9.3f} ms   {peer}", flush=True)
     for row in rows:
-        print(json.dumps(row))
+        report.row(row)
 
 
 if __name__ == "__main__":
