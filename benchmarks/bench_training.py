@@ -3,20 +3,28 @@
 One step = forward through RNNModel, loss and gradient (softmax cross-entropy head), backward, and
 an Adam update of every weight. PyTorch runs the same architecture (stacked nn.LSTM/GRU/RNN, linear
 head on each sequence's last valid output, Adam). Each measurement runs in its own fresh process,
-alternating minirnn and PyTorch, median of rounds (see ../shared/BENCHMARKING.md).
+alternating minirnn and PyTorch, median of rounds.
 
 Cases:
   tokens     2-layer LSTM [32, 16] on one-hot token sequences, vocabulary 32, batch 32, T=50,
              lengths 10..50
   S1, S2, S3 one LSTM layer at the kernel benchmark's shapes (B, T, D, H), full lengths
 
-Besides steps/s it reports how much of minirnn's step is spent outside the recurrent kernels
-(input validation, dense layer, head, optimizer, copies): the target is < 20% at S1.
+Before timing, a separate process checks one minirnn step (float32, compiled kernels) against the
+same step on the plain NumPy reference backend in float64 with the same weights: the loss and every
+gradient within 1e-3 (relative to each gradient's scale), and the weights after Adam's update. The
+run stops on a mismatch. Without PyTorch installed the script says so and times minirnn alone.
 
-    python benchmarks/bench_training.py --rounds 3 --threads 2
+Besides steps/s it reports the share of minirnn's step spent outside the recurrent stack
+(``RNNModel._forward_stack`` and ``_backward_stack``: the recurrent kernels with their row-block
+threads): input checks, the dense logits layer and its gradient, the head, zeroing the gradients and
+the optimizer. The target is < 20% at S1.
 
-Prints a table and JSON lines {"bench": "training", "case", "cell", "threads", "minirnn_ms",
-"peer_ms", "ratio", "minirnn_steps_per_s", "outside_kernels_share"}.
+    python3 benchmarks/bench_training.py --rounds 3 --threads 2
+
+Prints the machine (CPU model, BLAS kernels; a JSON line {"bench": "machine", ...}), a table and
+JSON lines {"bench": "training", "case", "cell", "threads", "minirnn_ms", "peer_ms", "ratio",
+"minirnn_steps_per_s", "outside_kernels_share"}. ``--output FILE`` also appends the JSON lines to FILE.
 """
 
 import argparse
@@ -25,6 +33,9 @@ import os
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # _common.py, also under python -P
+from _common import CPU_TORCH, Report, add_output_argument, require_minirnn, skip_line, version  # noqa: E402
 
 CASES = {  # units, B, T, D, variable lengths
     "tokens": ([32, 16], 32, 50, 32, True),
@@ -48,37 +59,61 @@ def data(case, seed=0):
     return x, lengths, labels
 
 
-def minirnn_step(case, cell):
+def minirnn_model(case, cell, dtype="float32", backend=None):
+    """(model, head, optimizer, x, mask, labels) for one case; the model built, seed 0."""
     import numpy as np
     from minirnn import optimizers
     from minirnn.heads import MultiClassHead
-    from minirnn.layers import _Recurrent
     from minirnn.model import RNNModel
     x, lengths, labels = data(case)
     units, B, T, D, _ = CASES[case]
     mask = np.arange(T)[None] < lengths[:, None]
-    model = RNNModel(units, cell_type=cell, logits_dimension=N_CLASSES, seed=0)
-    head, opt = MultiClassHead(N_CLASSES), optimizers.Adam(0.001)
-    kernel_time = [0.0]
-    for name in ("forward", "backward"):   # time the recurrent layers' calls (validation + kernels)
-        original = getattr(_Recurrent, name)
+    model = RNNModel(units, cell_type=cell, logits_dimension=N_CLASSES, seed=0, dtype=dtype, backend=backend)
+    model.build(D)
+    return model, MultiClassHead(N_CLASSES), optimizers.Adam(0.001), x.astype(dtype), mask, labels
+
+
+def one_step(model, head, opt, x, mask, labels):
+    result = head.loss(model.forward(x, mask, training=True), labels)
+    model.zero_grads()
+    model.backward(result.d_logits)
+    opt.apply(model.params(), model.grads())
+    return result.loss
+
+
+def minirnn_step(case, cell):
+    """(step, recurrent_time): recurrent_time[0] accumulates the wall time of the recurrent stack."""
+    from minirnn.model import RNNModel
+    model, head, opt, x, mask, labels = minirnn_model(case, cell)
+    recurrent_time = [0.0]
+    for name in ("_forward_stack", "_backward_stack"):   # the recurrent layers' kernels, row-block threads
+        original = getattr(RNNModel, name)
 
         def timed(self, *a, _original=original, **k):
             t = time.perf_counter()
             try:
                 return _original(self, *a, **k)
             finally:
-                kernel_time[0] += time.perf_counter() - t
-        setattr(_Recurrent, name, timed)
+                recurrent_time[0] += time.perf_counter() - t
+        setattr(RNNModel, name, timed)
+    return (lambda: one_step(model, head, opt, x, mask, labels)), recurrent_time
 
-    def step():
-        result = head.loss(model.forward(x, mask, training=True), labels)
-        model.zero_grads()
-        model.backward(result.d_logits)
-        opt.apply(model.params(), model.grads())
-        return result.loss
 
-    return step, kernel_time
+def check(case, cell):
+    """One step in float32 on the compiled kernels against the NumPy reference backend in float64."""
+    import numpy as np
+    ours = minirnn_model(case, cell)
+    ref = minirnn_model(case, cell, dtype="float64", backend="numpy")
+    ref[0].set_params([p.astype(np.float64) for p in ours[0].params()])
+    before = [p.astype(np.float64) for p in ref[0].params()]
+    losses = [one_step(*m) for m in (ours, ref)]
+    worst = {"loss": abs(float(losses[0]) - float(losses[1]))}
+    worst["gradients"] = max(float(np.abs(g - r).max() / (np.abs(r).max() + 1e-6))
+                             for g, r in zip(ours[0].grads(), ref[0].grads()))
+    # Adam's first step moves each weight by about the learning rate: compare the moves
+    worst["update"] = max(float(np.abs((p - b) - (r - b)).max()) / 0.001
+                          for p, r, b in zip(ours[0].params(), ref[0].params(), before))
+    print(json.dumps(worst))
 
 
 def torch_step(case, cell):
@@ -118,6 +153,9 @@ def worker(impl, case, cell, reps):
         step, kernel_time = minirnn_step(case, cell)
     for _ in range(3):
         step()
+    if kernel_time is not None and not kernel_time[0] > 0:
+        raise SystemExit("bench_training: the recurrent stack's timer saw no call (RNNModel._forward_stack / "
+                         "_backward_stack): the measurement of the share outside it needs updating")
     times, inside = [], []
     for _ in range(reps):
         before = kernel_time[0] if kernel_time else 0.0
@@ -138,7 +176,7 @@ def _run(args, threads):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
-    proc = subprocess.run([sys.executable, __file__] + args, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__)] + args, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"{args} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -146,34 +184,55 @@ def _run(args, threads):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--cells", nargs="+", default=["lstm"], choices=["lstm", "gru", "simple_rnn"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES), help="default: all")
+    parser.add_argument("--cells", nargs="+", default=["lstm"], choices=["lstm", "gru", "simple_rnn"],
+                        help="default: lstm")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="OMP/MKL/OPENBLAS/NUMBA_NUM_THREADS and PyTorch's threads in the workers (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per case and library (default 3)")
+    add_output_argument(parser)
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--check", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         impl, case, cell, reps = args.worker
         return worker(impl, case, cell, int(reps))
+    if args.check:
+        return check(*args.check)
+
+    require_minirnn()
+    torch_version = version("torch")
+    report = Report(args.output)
+    report.machine(script="bench_training", threads=args.threads, rounds=args.rounds,
+                   peer=torch_version and f"torch {torch_version}")
+    impls = ("minirnn", "torch") if torch_version else ("minirnn",)
+    if not torch_version:
+        print(skip_line("PyTorch", CPU_TORCH), flush=True)
     rows = []
     for cell in args.cells:
         for case in args.cases:
+            worst = _run(["--check", case, cell], args.threads)
+            if not (worst["loss"] <= 1e-4 and worst["gradients"] <= 1e-3 and worst["update"] <= 0.01):
+                raise SystemExit(f"{cell} {case}: minirnn's step and the NumPy reference's disagree: {worst} (loss "
+                                 f"absolute, gradients relative to their scale, updates relative to the learning rate)")
             reps = {"S3": 3, "S2": 10}.get(case, 30)
-            res = {"minirnn": [], "torch": []}
+            res = {impl: [] for impl in impls}
             for _ in range(args.rounds):
                 for impl in res:
                     res[impl].append(_run(["--worker", impl, case, cell, str(reps)], args.threads))
             med = lambda xs: sorted(xs)[len(xs) // 2]
-            m, p = med([r["ms"] for r in res["minirnn"]]), med([r["ms"] for r in res["torch"]])
+            m = med([r["ms"] for r in res["minirnn"]])
+            p = med([r["ms"] for r in res["torch"]]) if torch_version else None
             share = med([r["outside_share"] for r in res["minirnn"]])
             rows.append({"bench": "training", "case": case, "cell": cell, "threads": args.threads,
-                         "minirnn_ms": round(m, 3), "peer_ms": round(p, 3), "ratio": round(m / p, 3),
-                         "minirnn_steps_per_s": round(1e3 / m, 1), "peer_steps_per_s": round(1e3 / p, 1),
-                         "outside_kernels_share": round(share, 3)})
-            print(f"{cell:10s} {case:7s} minirnn {m:8.2f} ms ({1e3 / m:7.1f} steps/s)  torch {p:8.2f} ms  "
-                  f"ratio {m / p:5.2f}  outside kernels {100 * share:4.1f}%", flush=True)
+                         "minirnn_ms": round(m, 3), "peer_ms": p and round(p, 3), "ratio": p and round(m / p, 3),
+                         "minirnn_steps_per_s": round(1e3 / m, 1), "peer_steps_per_s": p and round(1e3 / p, 1),
+                         "outside_kernels_share": round(share, 3), "check": worst})
+            peer = f"torch {p:8.2f} ms  ratio {m / p:5.2f}" if p else "torch (not installed)"
+            print(f"{cell:10s} {case:7s} minirnn {m:8.2f} ms ({1e3 / m:7.1f} steps/s)  {peer}  "
+                  f"outside the recurrent stack {100 * share:4.1f}%", flush=True)
     for row in rows:
-        print(json.dumps(row))
+        report.row(row)
 
 
 if __name__ == "__main__":
