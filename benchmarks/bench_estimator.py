@@ -1,7 +1,7 @@
 """Estimator benchmark: ``minirnn.RNNClassifier`` end to end on TF's token task, against the figures
 measured for TF 2.15's ``tf.estimator.experimental.RNNClassifier`` on the same machine kind.
 
-Task (../shared/reference/tf-estimator-behaviour.md, section 2): token ids 1..99, label 1 iff token 7
+Task (as TF 2.15's ``RNNClassifier`` was measured on it): token ids 1..99, label 1 iff token 7
 occurs (balanced classes), batch 32, T=50, ``embedding_column(sequence_categorical_column_with_identity(
 'tokens', 100), 8)``, LSTM units [32, 16], the default optimizer (Adagrad, learning rate 0.05, clipnorm 5),
 default RunConfig (checkpoints at the start and end of each ``train`` call, then every 600 s). Every
@@ -27,23 +27,26 @@ Measured, each in fresh processes (NumPy, minirnn and the model built inside the
 
 Before timing, a separate process checks that the predictions agree: one example at a time vs the
 batch, padded array vs list of lists, exported model vs estimator, evaluate's accuracy vs predict's
-class ids, and that repeated predict calls read no checkpoint (the model stays in memory).
+class ids, that repeated predict calls read no checkpoint (the model stays in memory), and that the
+same checkpoint restored in a process on the plain NumPy reference kernels (``MINIRNN_BACKEND=numpy``)
+predicts the same probabilities. The run stops on a mismatch.
 
 The machine has 2 cores and may be shared: before each timed process the driver waits (up to
 ``--max-wait`` s) until other processes use < 10% of the CPUs, prints their share, and warns when it
-gave up waiting. Figures are medians over ``--rounds`` separate processes (../shared/BENCHMARKING.md).
+gave up waiting. Figures are medians over ``--rounds`` separate processes.
 
-TensorFlow is not installed here: its figures are quoted from the reference (TF 2.15, 2 CPU cores,
-measured on this machine kind while it was shared with other benchmarks, so best values are the
-unloaded figures). Targets from the issue: steps/s >= 20x TF's best (56.9), first step < 1 s with a
+TensorFlow is not installed with minirnn: its figures are quoted in this script (TF 2.15, 2 CPU cores,
+measured on the project's machines while they were shared with other benchmarks, so best values are
+the unloaded figures). Targets from the issue: steps/s >= 20x TF's best (56.9), first step < 1 s with a
 warm Numba cache, one-example predict < 1 ms.
 
-    python3 -P benchmarks/bench_estimator.py                   # 3 rounds, 2 threads
-    python3 -P benchmarks/bench_estimator.py --rounds 5 --threads 2 --no-quality
-    OPENBLAS_CORETYPE=SkylakeX python3 -P benchmarks/bench_estimator.py   # AVX-512 BLAS kernels (recorded)
+    python3 benchmarks/bench_estimator.py                      # 3 rounds, 2 threads
+    python3 benchmarks/bench_estimator.py --rounds 5 --threads 2 --no-quality
+    python3 benchmarks/bench_estimator.py --output estimator.jsonl    # also append the JSON lines there
 
-Prints a table (median [min-max] over rounds, TF's figure, speed-up vs TF's best, target) and appends
-one JSON line {"bench": "estimator", ...} to benchmarks/results/estimator.jsonl.
+Prints the machine (CPU model, BLAS kernels; a JSON line {"bench": "machine", ...}), a table (median
+[min-max] over rounds, TF's figure, speed-up vs TF's best, target) and one JSON line
+{"bench": "estimator", ...}. It writes no file unless ``--output FILE`` is given.
 """
 
 import argparse
@@ -54,11 +57,13 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # _common.py, also under python -P
+from _common import Report, add_output_argument, require_minirnn  # noqa: E402
+
 B, T, VOCAB, EMBED, UNITS = 32, 50, 100, 8, [32, 16]
 WARMUP_STEPS, STEADY_STEPS, WINDOWS, EVAL_EXAMPLES, PREDICT_CALLS = 20, 300, 3, 1024, 200
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "estimator.jsonl")
 
-# TF 2.15 RNNClassifier on this task, 2 cores (../shared/reference/tf-estimator-behaviour.md, section 2):
+# TF 2.15 RNNClassifier on this task, 2 cores, measured on the project's machines:
 # (low, high) ranges over runs; "best" is the end a quiet machine gives.
 TF = {
     "import_s": (3.2, 4.0),
@@ -266,10 +271,29 @@ def worker_check(model_dir):
             next(clf.predict(lambda: {"tokens": [xe[0].tolist()]}))
     finally:
         ckpt.read = original
+    env = dict(os.environ, MINIRNN_BACKEND="numpy")
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "reference", model_dir],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"worker reference failed:\n{proc.stderr[-3000:]}")
+    reference = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    worst["numpy_reference_vs_estimator"] = float(np.abs(reference - batch).max())
     return {"max_abs_diff": worst, "checkpoint_reads_in_20_predicts": reads[0]}
 
 
-WORKERS = {"startup": worker_startup, "main": worker_main, "quality": worker_quality, "check": worker_check}
+def worker_reference(model_dir):
+    """The latest checkpoint in model_dir, restored in this process (run with MINIRNN_BACKEND=numpy):
+    the probabilities of the check's 16 examples."""
+    from minirnn import kernels
+    if kernels.default_backend() != "numpy":
+        raise SystemExit("the reference worker runs with MINIRNN_BACKEND=numpy")
+    _, _, xe, _ = input_fns(n_train=B)
+    clf = make_classifier(model_dir)
+    return next(clf.predict(lambda: {"tokens": xe[:16]}, yield_single_examples=False))["probabilities"].tolist()
+
+
+WORKERS = {"startup": worker_startup, "main": worker_main, "quality": worker_quality, "check": worker_check,
+           "reference": worker_reference}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +336,7 @@ def _run(kind, threads, cache_dir, quiet=None):
         env[var] = str(threads)
     with tempfile.TemporaryDirectory(prefix="bench_estimator_") as model_dir:
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-P", os.path.abspath(__file__), "--worker", kind, model_dir],
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", kind, model_dir],
                               env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t
     if proc.returncode:
@@ -339,10 +363,11 @@ def _fmt(value, unit):
 
 def main():
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="OMP/MKL/OPENBLAS/NUMBA_NUM_THREADS in the timed processes (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per figure (default 3)")
     parser.add_argument("--no-quality", action="store_true", help="skip the 1000-step accuracy run")
-    parser.add_argument("--no-save", action="store_true", help=f"do not append to {RESULTS}")
+    add_output_argument(parser)
     parser.add_argument("--max-wait", type=float, default=120.0,
                         help="before each timed process, wait up to this many seconds for other processes to "
                              "use < 10%% of the CPUs (0: do not wait)")
@@ -353,12 +378,15 @@ def main():
         print(json.dumps(WORKERS[kind](model_dir)))
         return
 
+    require_minirnn()
+    report = Report(args.output)
+    report.machine(script="bench_estimator", threads=args.threads, rounds=args.rounds, peer=None)
     load_start = os.getloadavg()
     print(f"minirnn RNNClassifier, LSTM {UNITS}, embedding {EMBED}, token task B={B} T={T}; {args.threads} threads "
           f"(OMP/MKL/OPENBLAS/NUMBA_NUM_THREADS), OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
           f"{args.rounds} rounds; load average at start {load_start[0]:.2f}", flush=True)
-    print("TensorFlow is not installed here: TF 2.15 figures are quoted from "
-          "../shared/reference/tf-estimator-behaviour.md (same machine kind, measured earlier).", flush=True)
+    print("TensorFlow is not a peer run here: TF 2.15's figures are quoted from this script (measured on the "
+          "project's 2-core machines).", flush=True)
 
     quiet = {"max_wait_s": args.max_wait, "busy": [], "waited": []}
     with tempfile.TemporaryDirectory(prefix="numba_cache_") as shared_cache:
@@ -465,12 +493,7 @@ def main():
             "tf_installed": False, "figures": record, "check": check,
             "quality": quality and quality["curve"], "cache_misses_cold": cold[-1]["cache_misses"],
             "cache_hits_warm": warm[-1]["cache_hits"]}
-    print(json.dumps(line))
-    if not args.no_save:
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
-        print(f"appended to {os.path.relpath(RESULTS)}")
+    report.row(line)
 
 
 if __name__ == "__main__":
