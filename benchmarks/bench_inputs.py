@@ -12,20 +12,22 @@ index, else 10k + Fingerprint64 % 100; Fingerprint64 % 10k for the hash column; 
 
 Reported: examples/s for both, the ratio, and minirnn's preparation time for 32 examples as a share
 of one S1 training step (LSTM, B=32, T=50, D=16, H=64: forward + backward + Adam) measured in the
-same process. Target: < 10%. The JSON row is printed and appended to ``--out``.
+same process. Target: < 10%. Prints the machine (CPU model, BLAS kernels; a JSON line
+{"bench": "machine", ...}) and the JSON row; ``--output FILE`` also appends the JSON lines to FILE.
 
-    python benchmarks/bench_inputs.py [--examples 100000] [--out benchmarks/results/inputs.jsonl]
+    python3 benchmarks/bench_inputs.py [--examples 100000] [--output inputs.jsonl]
 """
 
 import argparse
 import datetime
-import json
 import os
+import sys
 import time
 
 import numpy as np
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "inputs.jsonl")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # _common.py, also under python -P
+from _common import Report, add_output_argument, require_minirnn  # noqa: E402
 
 
 def make_data(n, rng, vocab_size=10_000):
@@ -61,16 +63,20 @@ def check(layer, batch, vocab):
     x, mask = layer.forward({"tok": batch, "tok_hashed": batch})
     tables = layer.embeddings.tables
     rows = np.concatenate([tables["tok_embedding"][vocab_ids], tables["tok_hashed_embedding"][hash_ids]], axis=1)
-    assert mask.sum() == len(tokens) and np.array_equal(x[mask], rows), "minirnn's ids differ from the oracle"
+    if not (mask.sum() == len(tokens) and np.array_equal(x[mask], rows)):
+        raise SystemExit("bench_inputs: minirnn's ids differ from the plain-Python oracle of TF's ids")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--examples", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", default=RESULTS, help="JSON-lines file the result row is appended to")
+    parser.add_argument("--examples", type=int, default=100_000, help="token sequences (default 100000)")
+    parser.add_argument("--batch-size", type=int, default=64, help="default 64")
+    add_output_argument(parser)
     parser.add_argument("--label", default="", help="a note stored with the row (e.g. the code version)")
     args = parser.parse_args()
+    require_minirnn()
+    report = Report(args.output)
+    report.machine(script="bench_inputs", batch_size=args.batch_size, examples=args.examples)
     from minirnn import feature_column as fc
     from minirnn.features import SequenceFeatures
 
@@ -123,10 +129,7 @@ def main():
           f"time ratio {row['ratio_time']:.2f}")
     print(f"preparing 32 examples: {prep_32_ms:.3f} ms = {100 * row['prep_share_of_s1_step']:.1f}% of an S1 training "
           f"step ({step_ms:.2f} ms)")
-    print(json.dumps(row))
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+    report.row(row)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,16 @@ its paths.
 Backs the choices described in the docstrings of ``linalg.py`` and the figures in the README. One
 thread (the kernels run each row block's products on one thread), float32, the shapes of per-step
 products at the benchmark sizes: forward h_{t-1} U is [B, H] x [H, 4H], backward dz U^T is
-[B, 4H] x [4H, H]. Best of 5 repeats.
+[B, 4H] x [4H, H]. Best of 5 repeats. Every result is checked before it is timed: the products against
+a float64 NumPy product, ``transpose_into`` against NumPy's transpose, and both paths of
+``accumulate_weight_grads`` against NumPy's weight gradients; the run stops on a mismatch.
 
-    python3 -P benchmarks/bench_products.py
-    OPENBLAS_CORETYPE=SkylakeX python3 -P benchmarks/bench_products.py     # AVX-512 BLAS kernels
+    python3 benchmarks/bench_products.py
+    OPENBLAS_CORETYPE=SkylakeX python3 benchmarks/bench_products.py     # AVX-512 BLAS kernels
+    OPENBLAS_CORETYPE=Haswell python3 benchmarks/bench_products.py      # AVX2 BLAS kernels
 
-Prints one JSON line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us",
+Prints the machine (CPU model, BLAS kernels; a JSON line {"bench": "machine", ...}), then one JSON
+line per shape: {"bench": "products", "M", "K", "N", "blas_us", "matmul_bt_us",
 "matmul_rows_us", "ratio"} (ratio = matmul_bt / BLAS); then the products over many steps (input
 projections over all steps, weight gradients over one chunk of steps): {"bench": "long_products",
 "M", "K", "N", "blas_us", "matmul_bt_us", "ratio"} (ratio = matmul_bt / BLAS; input projections
@@ -19,19 +23,35 @@ add "matmul_rows_us");
 then {"bench": "transpose_into", "n", "G", "ns_per_value"} (a chunk's gradient rows, as
 ``accumulate_weight_grads`` transposes them), then {"bench": "weight_grads", "B", "T", "D", "H", "G",
 "blas_ms", "loops_ms"}: a whole backward's weight gradients, chunk by chunk, on each path.
+``--output FILE`` also appends the JSON lines to FILE.
 """
 
-import json
+import argparse
 import os
+import sys
 import time
 
-import numpy as np
-from numba import njit
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # _common.py, also under python -P
+from _common import Report, add_output_argument, require_minirnn  # noqa: E402
 
-from minirnn.kernels._jit import OPTIONS
-from minirnn.kernels.linalg import (GRADIENT_CHUNK_COLUMNS, accumulate_weight_grads, chunk_steps, matmul_bt,
-                                    matmul_rows, transpose_into, weight_grad_scratch)
-from minirnn.kernels._threads import blas_threads
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    add_output_argument(parser)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":          # --help answers before Numba and minirnn are imported
+    ARGS = parse_args()
+    require_minirnn()
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+
+from minirnn.kernels._jit import OPTIONS  # noqa: E402
+from minirnn.kernels.linalg import (GRADIENT_CHUNK_COLUMNS, accumulate_weight_grads, chunk_steps,  # noqa: E402
+                                    matmul_bt, matmul_rows, transpose_into, weight_grad_scratch)
+from minirnn.kernels._threads import blas_threads  # noqa: E402
 
 # products over many steps, per row block of one thread: input projections [T*B, D] x [D, 4H] over all
 # steps, and LSTM weight gradients [D or H, n] x [n, 4H] over one chunk of n (step, row) columns,
@@ -85,7 +105,14 @@ def _best(fn, *args):
     return best / args[-1]
 
 
-def main():
+def _require(ok, what):
+    if not ok:
+        raise SystemExit(f"bench_products: {what} differs from NumPy's result")
+
+
+def main(args):
+    report = Report(args.output)
+    report.machine(script="bench_products", threads=1, dtype="float32")
     rng = np.random.default_rng(0)
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, 1 thread, float32")
     with blas_threads(1):
@@ -96,14 +123,14 @@ def main():
             reps = max(10, int(2e8 / (M * K * N)))
             for fn, operand in ((_repeat_blas, b), (_repeat_loop, bt), (_repeat_rows, b)):
                 fn(a, operand, out, 1)
-                assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
+                _require(np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), f"{fn.__name__} at [{M}, {K}] x [{K}, {N}]")
             blas, loop = _best(_repeat_blas, a, b, out, reps), _best(_repeat_loop, a, bt, out, reps)
             rows = _best(_repeat_rows, a, b, out, reps)
             print(f"[{M}, {K}] x [{K}, {N}]  BLAS {blas * 1e6:8.2f} us  matmul_bt {loop * 1e6:8.2f} us  "
                   f"matmul_rows {rows * 1e6:8.2f} us  BLAS / matmul_bt {blas / loop:5.2f}")
-            print(json.dumps({"bench": "products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 3),
-                              "matmul_bt_us": round(loop * 1e6, 3), "matmul_rows_us": round(rows * 1e6, 3),
-                              "ratio": round(loop / blas, 3)}))
+            report.row({"bench": "products", "M": M, "K": K, "N": N, "blas_us": round(blas * 1e6, 3),
+                        "matmul_bt_us": round(loop * 1e6, 3), "matmul_rows_us": round(rows * 1e6, 3),
+                        "ratio": round(loop / blas, 3)})
         print("products over many steps: out = a @ b (BLAS) against out = a @ bt.T (matmul_bt) and, "
               "for the input projections (K < N), out = a @ b (matmul_rows, what input_product runs)")
         for M, K, N in LONG_SHAPES:
@@ -111,8 +138,10 @@ def main():
             b = rng.standard_normal((K, N)).astype(np.float32)
             bt, out = np.ascontiguousarray(b.T), np.empty((M, N), np.float32)
             ref = a.astype(np.float64) @ b
+            _repeat_blas(a, b, out, 1)
+            _require(np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), f"BLAS at [{M}, {K}] x [{K}, {N}]")
             _repeat_loop(a, bt, out, 1)
-            assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
+            _require(np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), f"matmul_bt at [{M}, {K}] x [{K}, {N}]")
             reps = max(3, int(2e9 / (M * K * N)))
             blas, add = _best(_repeat_blas, a, b, out, reps), _best(_repeat_loop, a, bt, out, reps)
             flops = 2.0 * M * K * N
@@ -123,20 +152,20 @@ def main():
                     f"BLAS / matmul_bt {blas / add:5.2f}")
             if K < N:
                 _repeat_rows(a, b, out, 1)
-                assert np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), "results differ"
+                _require(np.allclose(out, ref, rtol=1e-4, atol=1e-4 * K), f"matmul_rows at [{M}, {K}] x [{K}, {N}]")
                 rows = _best(_repeat_rows, a, b, out, reps)
                 line["matmul_rows_us"] = round(rows * 1e6, 1)
                 text += f"  matmul_rows {rows * 1e6:9.1f} us ({flops / rows / 1e9:4.0f} GFLOP/s)"
             print(text)
-            print(json.dumps(line))
+            report.row(line)
         print("transpose_into: a chunk's [n, 4H] gradient rows into [4H, n] (LSTM dz)")
         for n, G in ((512, 256), (512, 512), (512, 1024)):
             src, dst = rng.standard_normal((n, G)).astype(np.float32), np.empty((G, n), np.float32)
             _repeat_transpose(src, dst, 1)
-            assert np.array_equal(dst, src.T), "transpose differs"
+            _require(np.array_equal(dst, src.T), f"transpose_into at [{n}, {G}]")
             ns = _best(_repeat_transpose, src, dst, 20) / (n * G) * 1e9
             print(f"[{n}, {G}]  {ns:5.2f} ns a value")
-            print(json.dumps({"bench": "transpose_into", "n": n, "G": G, "ns_per_value": round(ns, 3)}))
+            report.row({"bench": "transpose_into", "n": n, "G": G, "ns_per_value": round(ns, 3)})
         print("accumulate_weight_grads: dW, dU of a whole backward, chunk by chunk (LSTM, one row block)")
         for B, T, D, H in ((16, 50, 16, 64), (32, 100, 64, 128), (64, 200, 128, 256)):
             G = 4 * H
@@ -145,15 +174,24 @@ def main():
             chunk = chunk_steps(T, B)
             dz = rng.standard_normal((chunk, B, G)).astype(np.float32)
             scratch = np.empty(weight_grad_scratch(chunk * B, max(D, H), G), np.float32)
+            dW_ref, dU_ref = np.zeros((D, G)), np.zeros((H, G))
+            for t1 in range(T, 0, -chunk):                 # what _weight_grads adds, in float64
+                t0 = max(t1 - chunk, 0)
+                dz2 = dz[:t1 - t0].reshape(-1, G).astype(np.float64)
+                dW_ref += x_tm[t0:t1].reshape(-1, D).T.astype(np.float64) @ dz2
+                dU_ref += hs[t0:t1].reshape(-1, H).T.astype(np.float64) @ dz2
             times = {}
             for blas in (True, False):
                 dW, dU = np.zeros((D, G), np.float32), np.zeros((H, G), np.float32)
                 _weight_grads(x_tm, hs, dz, dW, dU, blas, chunk, scratch, 1)
+                for got, want, name in ((dW, dW_ref, "dW"), (dU, dU_ref, "dU")):
+                    _require(np.allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(T * B)),
+                             f"accumulate_weight_grads {name} ({'BLAS' if blas else 'loops'}) at B={B} T={T} D={D} H={H}")
                 times[blas] = _best(_weight_grads, x_tm, hs, dz, dW, dU, blas, chunk, scratch, 2)
             print(f"B={B} T={T} D={D} H={H}  BLAS {times[True] * 1e3:8.2f} ms  loops {times[False] * 1e3:8.2f} ms")
-            print(json.dumps({"bench": "weight_grads", "B": B, "T": T, "D": D, "H": H, "G": G,
-                              "blas_ms": round(times[True] * 1e3, 3), "loops_ms": round(times[False] * 1e3, 3)}))
+            report.row({"bench": "weight_grads", "B": B, "T": T, "D": D, "H": H, "G": G,
+                        "blas_ms": round(times[True] * 1e3, 3), "loops_ms": round(times[False] * 1e3, 3)})
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)
