@@ -1,9 +1,12 @@
 """The prose of the repository: README.md, docs/*.md and benchmarks/README.md link to what exists,
-name the benchmark results they quote, and carry no development history."""
+name the benchmark results they quote, and carry no development history; each benchmark script
+answers --help."""
 
 import glob
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -55,3 +58,22 @@ def test_benchmarks_readme_covers_every_script_and_names_existing_results():
     assert named
     for path in named:
         assert os.path.exists(os.path.join(ROOT, "benchmarks", path)), f"{path} does not exist"
+
+
+SCRIPTS = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "bench_*.py")))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=os.path.basename)
+def test_benchmark_scripts_answer_help_from_the_repository_root(script):
+    done = subprocess.run([sys.executable, os.path.relpath(script, ROOT), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: ") and "--output" in done.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS + [os.path.join(ROOT, "benchmarks", "_common.py")], ids=os.path.basename)
+def test_benchmark_scripts_name_no_paths_outside_the_repository(script):
+    text = read(script)
+    assert "../shared" not in text
+    found = re.search(r"""["'](/(?:work|root|home|tmp|opt)/[^"']*)""", text)
+    assert not found, f"an absolute path of one machine: {found.group(1)}"
