@@ -44,13 +44,14 @@ def main(argv=None):
         handler.setFormatter(logging.Formatter("  %(message)s"))
         logging.getLogger("minirnn").addHandler(handler)
         logging.getLogger("minirnn").setLevel(logging.INFO)
+    temporary = None if args.model_dir else tempfile.TemporaryDirectory(prefix="minirnn_main_")
     try:
         data = load_japanese_vowels()
         (x_train, y_train), (x_test, y_test) = data["train"], data["test"]
         names = np.array(SPEAKERS, dtype=object)
         say(f"data: Japanese Vowels (UCI, CC BY 4.0): {len(x_train)} training and {len(x_test)} test utterances "
             f"of 7-29 frames x 12 LPC coefficients, {len(SPEAKERS)} speakers")
-        model_dir = args.model_dir or tempfile.mkdtemp(prefix="minirnn_main_")
+        model_dir = args.model_dir or temporary.name
         clf = minirnn.RNNClassifier(
             sequence_feature_columns=[fc.sequence_numeric_column("lpc", shape=(12,))],
             units=[args.units], cell_type="lstm", n_classes=len(SPEAKERS), label_vocabulary=SPEAKERS,
@@ -61,7 +62,7 @@ def main(argv=None):
         test_input = numpy_input_fn({"lpc": x_test}, names[y_test], batch_size=128, shuffle=False)
 
         say(f"training an LSTM({args.units}) RNNClassifier for {args.steps} steps, batch {args.batch_size}; "
-            f"checkpoints in {model_dir}")
+            f"checkpoints in {model_dir}" + (" (removed at the end; --model-dir keeps them)" if temporary else ""))
         start = time.perf_counter()
         clf.train(train_input, steps=args.steps)
         say(f"trained {args.steps} steps in {time.perf_counter() - start:.1f}s "
@@ -91,6 +92,8 @@ def main(argv=None):
     finally:
         if handler is not None:
             logging.getLogger("minirnn").removeHandler(handler)
+        if temporary is not None:
+            temporary.cleanup()
 
 
 if __name__ == "__main__":
