@@ -10,3 +10,11 @@ def test_main_job_learns_and_is_deterministic(capsys, tmp_path):
     assert "the exported model predicts the same" in out
     assert first["accuracy"] > 0.9            # chance is 1/9
     assert main(["--steps", "300", "--model-dir", str(tmp_path / "b"), "--quiet"]) == first   # one seed
+
+
+def test_main_job_without_model_dir_leaves_no_folder(capsys, tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    main(["--steps", "5"])
+    assert "removed at the end" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
