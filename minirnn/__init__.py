@@ -17,25 +17,29 @@ The training core under the estimators: ``state`` (TrainState), ``step`` (the on
 ``loop`` (train/evaluate/predict over model_dir), ``hooks``, ``config`` (RunConfig), ``errors``.
 """
 
-import importlib
+import importlib as _importlib
 
 __version__ = "0.1.0"
 _SUBMODULES = ("layers", "kernels", "feature_column", "inputs", "heads", "optimizers", "metrics", "model",
                "network", "features", "estimator", "contrib", "export", "checkpoint", "datasets")
 _ESTIMATOR_NAMES = {"RNNClassifier": "estimator", "RNNEstimator": "estimator", "RunConfig": "estimator",
                     "WarmStartSettings": "estimator", "load_exported": "export"}
-# reachable as attributes but kept out of __all__: a star import must not shadow scikit-learn
 _LAZY_ONLY = ("sklearn", "onnx_export", "summary", "cli", "datafiles", "distributed", "cuda")
 __all__ = ["RNNClassifier", "RNNEstimator", "RunConfig", "WarmStartSettings", "load_exported", *_SUBMODULES,
-           "__version__"]
+           *_LAZY_ONLY, "__version__"]
+
+
+def __dir__():
+    """The public names (loaded on first use) besides the module's own attributes."""
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name):
     if name in _ESTIMATOR_NAMES:
-        return getattr(importlib.import_module(f"{__name__}.{_ESTIMATOR_NAMES[name]}"), name)
+        return getattr(_importlib.import_module(f"{__name__}.{_ESTIMATOR_NAMES[name]}"), name)
     if name in _SUBMODULES or name in _LAZY_ONLY:
         try:
-            return importlib.import_module(f"{__name__}.{name}")
+            return _importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as error:
             if error.name != f"{__name__}.kernels":
                 raise

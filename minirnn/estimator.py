@@ -7,6 +7,7 @@ deterministic training, atomic checkpoints): docs/estimators.md.
 """
 
 import functools
+import inspect
 from collections import namedtuple
 import json
 import logging
@@ -33,7 +34,14 @@ logger = logging.getLogger("minirnn")
 logger.addHandler(logging.NullHandler())
 
 _EXPORT_MODES = {"infer": "infer", "predict": "infer", "eval": "eval", "train": "train"}   # TF's ModeKeys values
-USE_DEFAULT = "use_default"            # TF's sentinel for "the default cell type"
+class _UseDefault(str):
+    """TF's sentinel for "the default cell type": the string 'use_default', shown as USE_DEFAULT."""
+
+    def __repr__(self):
+        return "USE_DEFAULT"
+
+
+USE_DEFAULT = _UseDefault("use_default")
 _CELL_CLASSES = {SimpleRNN: "simple_rnn", LSTM: "lstm", GRU: "gru"}
 
 
@@ -50,6 +58,13 @@ def _check_input_fn(input_fn):
 def _arguments(local_names):
     """A constructor's arguments, from its ``locals()`` taken first thing."""
     return {k: v for k, v in local_names.items() if k not in ("self", "__class__")}
+
+
+def _same(value, default):
+    try:
+        return bool(value == default) if not isinstance(value, np.ndarray) else False
+    except (TypeError, ValueError):
+        return value is default
 
 
 def _device(device, runner):
@@ -133,6 +148,14 @@ class _Estimator:
     @property
     def params(self):
         return self.get_params() if hasattr(self, "get_params") else {}
+
+    def __repr__(self):
+        """The class and the arguments given that differ from their defaults."""
+        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
+        given = {k: v for k, v in self.get_params().items()
+                 if k in defaults and not _same(v, defaults[k]) and k != "model_dir"}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in given.items())}" + \
+            f"{', ' if given else ''}model_dir={self.model_dir!r})"
 
     def eval_dir(self, name=None):
         return os.path.join(self._model_dir, "eval" if not name else f"eval_{name}")

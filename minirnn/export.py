@@ -204,6 +204,10 @@ class ExportedModel:
         self.path, self.spec, self._network, self._head, self._state = path, spec, network, head, state
         self.signatures = sorted(spec["signatures"])
 
+    def __repr__(self):
+        return (f"ExportedModel({self.path!r}, estimator={self.spec.get('estimator')!r}, "
+                f"global_step={self.global_step}, signatures={self.signatures}, modes={self.spec.get('modes')})")
+
     def _features(self, inputs):
         if isinstance(inputs, (list, tuple)):                 # per-example dicts (tf.Example-like)
             if not inputs or not all(isinstance(e, dict) for e in inputs):

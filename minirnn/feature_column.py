@@ -65,7 +65,23 @@ def _positive_int(name, value):
 # categorical columns: raw values -> int64 ids (-1 = dropped)
 # ---------------------------------------------------------------------------------------------
 
-class CategoricalColumn:
+class _Column:
+    """What every column shares: a repr from its ``spec()``."""
+
+    def __repr__(self):
+        fields = {k: v for k, v in self.spec().items() if k not in ("type", "sequence")}
+        inner = ", ".join(f"{k}={_column_repr(v)}" for k, v in fields.items())
+        return f"{type(self).__name__}({inner}{', sequence=True' if getattr(self, 'sequence', False) else ''})"
+
+
+def _column_repr(value):
+    if isinstance(value, dict) and "type" in value:          # a nested column's spec
+        fields = ", ".join(f"{k}={_column_repr(v)}" for k, v in value.items() if k not in ("type", "sequence"))
+        return f"{value['type']}({fields})"
+    return repr(value)
+
+
+class CategoricalColumn(_Column):
     """Base of the id-producing columns. ``ids(values)`` maps an array of raw values to int64 ids;
     -1 means dropped. ``token_ids(tokens)`` does the same for a flat :class:`~minirnn.inputs.Tokens`
     (the ragged fast path), where padding ('' and b'', or the integer -1) gets -1."""
@@ -357,7 +373,7 @@ class Normalization:
         return f"Normalization(mean={np.round(self.mean, 6).tolist()}, variance={np.round(self.variance, 6).tolist()})"
 
 
-class NumericColumn:
+class NumericColumn(_Column):
     """Dense numbers: [k] per step (sequence) or per example (context), k = prod(shape)."""
 
     def __init__(self, key, shape=(1,), default_value=None, dtype="float32", normalizer_fn=None, sequence=False,
@@ -486,7 +502,7 @@ def weighted_categorical_column(categorical_column, weight_feature_key, dtype="f
 # dense wrappers of categorical columns
 # ---------------------------------------------------------------------------------------------
 
-class EmbeddingColumn:
+class EmbeddingColumn(_Column):
     """A trainable table [num_buckets, dimension]; a step's (or example's) ids are looked up and
     combined ('mean', 'sum' or 'sqrtn'; weighted for weighted columns). Default initializer: TF's
     truncated normal with stddev 1/sqrt(dimension)."""
@@ -530,7 +546,7 @@ class EmbeddingColumn:
                 "combiner": self.combiner, "max_norm": self.max_norm, "trainable": self.trainable}
 
 
-class IndicatorColumn:
+class IndicatorColumn(_Column):
     """Multi-hot counts of the ids: [num_buckets] per step or per example."""
 
     def __init__(self, categorical_column):

@@ -108,3 +108,30 @@ def test_every_package_of_the_source_is_installed():
         if "__init__.py" in files:
             found.add(os.path.relpath(directory, root).replace(os.sep, "."))
     assert found == listed, f"pyproject.toml packages: {sorted(listed)}; the source has {sorted(found)}"
+
+
+def test_the_package_shows_its_public_names():
+    code = ("import sys, inspect, minirnn\n"
+            "names = [n for n in dir(minirnn) if not n.startswith('_')]\n"
+            "assert set(minirnn.__all__) - {'__version__'} <= set(names), names\n"
+            "assert {'sklearn', 'distributed', 'cuda', 'onnx_export', 'RNNClassifier'} <= set(names), names\n"
+            "assert 'importlib' not in names\n"
+            "assert 'minirnn.estimator' not in sys.modules and 'numba' not in sys.modules   # dir() loads nothing\n"
+            "assert 'cell_type=USE_DEFAULT' in str(inspect.signature(minirnn.RNNClassifier))\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_reprs_say_what_things_are(tmp_path):
+    import minirnn
+    from minirnn import feature_column as fc
+    column = fc.embedding_column(fc.sequence_categorical_column_with_identity("tokens", 100), 8)
+    assert repr(column).startswith("EmbeddingColumn(categorical=identity(key='tokens', num_buckets=100")
+    clf = minirnn.RNNClassifier([column], units=[4], cell_type="gru", model_dir=str(tmp_path / "m"))
+    assert repr(clf) == (f"RNNClassifier(sequence_feature_columns=[{column!r}], units=[4], cell_type='gru', "
+                         f"model_dir={str(tmp_path / 'm')!r})")
+    clf.train(lambda: ({"tokens": [[1, 2], [3]]}, [0, 1]), steps=1)
+    exported = minirnn.load_exported(clf.export_saved_model(str(tmp_path / "e")))
+    assert repr(exported).startswith(f"ExportedModel({exported.path!r}, estimator='RNNClassifier', global_step=1, ")
+    assert "random_seed=3" in repr(minirnn.RunConfig(random_seed=3))
