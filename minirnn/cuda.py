@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 
+from .errors import install_hint
 from .model import stack_backward, stack_forward, tile_context
 
 __all__ = ["DEVICES", "select_device", "gpu_available", "trainer_for", "DeviceModel", "DeviceTrainer"]
@@ -47,7 +48,7 @@ def _numba_cuda():
     try:
         from numba import config, cuda
     except ImportError as exc:                          # pragma: no cover - numba is a dependency
-        raise ImportError("the CUDA path needs numba: pip install 'minirnn[cuda]'") from exc
+        raise ImportError(f"the CUDA path needs numba-cuda: {install_hint('cuda', 'numba-cuda[cu12]')}") from exc
     return cuda, bool(config.ENABLE_CUDASIM)
 
 
@@ -91,8 +92,8 @@ def select_device(name):
             simulated = False
         if simulated:
             return "cuda"
-        raise RuntimeError(f"device='cuda' but no CUDA GPU is usable: {reason}. Install the CUDA extra "
-                           "(pip install 'minirnn[cuda]') on a machine with an NVIDIA GPU and driver, "
+        raise RuntimeError(f"device='cuda' but no CUDA GPU is usable: {reason}. On a machine with an NVIDIA GPU "
+                           f"and driver, install the cuda extra ({install_hint('cuda', 'numba-cuda[cu12]')}), "
                            "or use device='cpu' or 'auto'")
     if available:
         return "cuda"
@@ -343,7 +344,7 @@ class DeviceTrainer:
         self.optimizer = optimizer
         self.model = DeviceModel(network.model)
         n_model = len(self.model.params)
-        params, trainable = network.params(), network.trainable()
+        trainable = network.trainable()
         if not all(trainable[-n_model:]):
             raise ValueError("DeviceTrainer: every recurrent-model parameter must be trainable")
         self._host_keep = trainable[:-n_model]

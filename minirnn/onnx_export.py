@@ -1,7 +1,7 @@
 """ONNX export: an estimator's (or an exported bundle's) network as one ONNX graph that onnxruntime
 serves, built with ``onnx.helper`` from ONNX's own ``RNN``, ``LSTM`` and ``GRU`` operators.
 
-Needs the ``onnx`` extra (``pip install "minirnn[onnx]"``: onnx and, to run the model,
+Needs the ``onnx`` extra (``pip install ".[onnx]"`` in the checkout: onnx and, to run the model,
 onnxruntime); ``onnx`` is imported only when :func:`export_onnx` runs.
 
 The graph

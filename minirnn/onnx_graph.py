@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from . import feature_column as fc
+from .errors import install_hint
 from .heads import BinaryClassHead, MultiClassHead, RegressionHead
 
 __all__ = ["write_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
@@ -20,8 +21,8 @@ def _onnx():
     try:
         import onnx
     except ImportError as error:               # the extra is not installed
-        raise ImportError("export_onnx needs the 'onnx' package: pip install 'minirnn[onnx]' "
-                          "(or pip install onnx onnxruntime)") from error
+        raise ImportError(f"export_onnx needs the 'onnx' package: {install_hint('onnx', 'onnx onnxruntime')}") \
+            from error
     return onnx
 
 

@@ -9,7 +9,7 @@ What is written (TF's tags and places):
   global step of the evaluated checkpoint, into ``eval_dir(name)``.
 
 ``RunConfig(save_summary_steps=None)`` (or 0) writes no event files at all. The files are written
-through tensorboardX, an optional dependency (``pip install "minirnn[tensorboard]"``), imported only
+through tensorboardX, an optional dependency (the ``tensorboard`` extra), imported only
 when the first file is opened; without it, one line is logged once and nothing else changes. Each
 ``train`` or ``evaluate`` call opens its own file and closes it when done, so the file is complete
 as soon as the call returns.
@@ -21,6 +21,7 @@ import numbers
 import os
 import time
 
+from .errors import install_hint
 from .hooks import SessionRunHook
 
 __all__ = ["EventWriter", "SummarySaverHook", "write_scalars"]
@@ -39,9 +40,9 @@ def _load_writer_class():
             from tensorboardX import SummaryWriter
         except ImportError as error:
             _writer_class = False
-            logger.info("TensorBoard summaries are off: tensorboardX is not installed (%s); install it with "
-                        "`pip install \"minirnn[tensorboard]\"`, or pass RunConfig(save_summary_steps=None) "
-                        "to skip this message", error)
+            logger.info("TensorBoard summaries are off: tensorboardX is not installed (%s); %s; or pass "
+                        "RunConfig(save_summary_steps=None) to skip this message", error,
+                        install_hint("tensorboard", "tensorboardX"))
         except Exception as error:           # e.g. a protobuf version it does not support
             _writer_class = False
             logger.info("TensorBoard summaries are off: tensorboardX failed to import (%s: %s)",

@@ -99,7 +99,7 @@ def _numba_cuda():
         nvvm.NVVM()
     except Exception as exc:                       # no toolkit, no wheel: nothing can compile PTX
         pytest.skip(f"no NVVM to compile PTX with ({type(exc).__name__}: {str(exc).strip()[:300]}); "
-                    "pip install 'minirnn[cuda]' brings it as a wheel")
+                    "pip install \".[cuda]\" in the checkout brings it as a wheel")
     return cuda
 
 

