@@ -7,12 +7,10 @@ deterministic training, atomic checkpoints): docs/estimators.md.
 """
 
 import functools
-import inspect
 from collections import namedtuple
 import json
 import logging
 import os
-import tempfile
 
 import numpy as np
 
@@ -106,6 +104,7 @@ class _Estimator:
         if model_dir is None and getattr(self, "_model_dir", None):      # rebuilt by set_params: same place
             model_dir = self._model_dir
         if model_dir is None:
+            import tempfile
             model_dir = tempfile.mkdtemp(prefix="minirnn_")
             logger.warning("Using temporary folder as model directory: %s", model_dir)
         if os.path.exists(model_dir) and not os.path.isdir(model_dir):
@@ -151,6 +150,7 @@ class _Estimator:
 
     def __repr__(self):
         """The class and the arguments given that differ from their defaults."""
+        import inspect
         defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
         given = {k: v for k, v in self.get_params().items()
                  if k in defaults and not _same(v, defaults[k]) and k != "model_dir"}

@@ -25,7 +25,6 @@ per-example dicts ``{feature: values}`` (what a tf.Example carries).
 
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -159,6 +158,7 @@ def export_network(export_dir_base, network, head, kind, spec, step, modes, colu
 
 def write_bundle(export_dir_base, spec, variables, asset_files=(), assets_extra=None, as_text=False):
     """Write a bundle under ``export_dir_base/<unix seconds>`` atomically; returns its path (bytes, as TF)."""
+    import shutil
     bad = [name for name, value in variables.items() if not np.all(np.isfinite(value))]
     if bad:
         raise ValueError(f"export: variable {bad[0]!r} holds NaN or inf; a diverged model is not exported")

@@ -2,7 +2,6 @@
 ``input_fn(input_context)`` protocol (:class:`InputContext`) and input functions that read only this
 rank's rows (:func:`shard_input_fn`, :func:`shard_hdf5_input_fn`)."""
 
-import inspect
 import zlib
 
 import numpy as np
@@ -141,6 +140,7 @@ class Batch:
 
 def takes_input_context(input_fn):
     try:
+        import inspect
         return "input_context" in inspect.signature(input_fn).parameters
     except (TypeError, ValueError):
         return False
