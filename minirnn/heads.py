@@ -290,9 +290,12 @@ class _ClassHead(_Head):
                 "label_vocabulary": None if self.label_vocabulary is None else list(self.label_vocabulary)}
 
     def class_names(self):
-        if self.label_vocabulary is not None:
-            return np.array([v.encode() for v in self.label_vocabulary], dtype=object)
-        return np.array([str(i).encode() for i in range(self.n_classes)], dtype=object)
+        """The class names as TF gives them (bytes), built once."""
+        if getattr(self, "_class_names", None) is None:
+            names = self.label_vocabulary if self.label_vocabulary is not None else \
+                [str(i) for i in range(self.n_classes)]
+            self._class_names = np.array([v.encode() for v in names], dtype=object)
+        return self._class_names
 
 
 class BinaryClassHead(_ClassHead):
@@ -322,15 +325,18 @@ class BinaryClassHead(_ClassHead):
         classes, all_class_ids, all_classes."""
         logits = self._check_logits(logits)
         x = logits.astype(np.float64)
-        logistic = _sigmoid(x).astype(logits.dtype)
-        class_ids = (logits > 0).astype(np.int64)
-        lead = logits.shape[:-1]
+        e = np.exp(-np.abs(x))                       # both sigmoids from one exp, each without overflow
+        near, far = 1.0 / (1.0 + e), e / (1.0 + e)   # sigmoid(|x|), sigmoid(-|x|)
+        positive = x >= 0
+        probabilities = np.empty(x.shape[:-1] + (2,), dtype=logits.dtype)
+        probabilities[..., 1:] = np.where(positive, near, far)
+        probabilities[..., :1] = np.where(positive, far, near)
+        class_ids = (x > 0).astype(np.int64)         # TF: argmax of [0, logit], a tie is class 0
         names = self.class_names()
-        return {"logits": logits, "logistic": logistic,
-                "probabilities": np.concatenate([_sigmoid(-x), _sigmoid(x)], axis=-1).astype(logits.dtype),
+        B = logits.shape[0]
+        return {"logits": logits, "logistic": probabilities[..., 1:].copy(), "probabilities": probabilities,
                 "class_ids": class_ids, "classes": names[class_ids],
-                "all_class_ids": np.broadcast_to(np.arange(2, dtype=np.int32), lead[:1] + (2,)).copy(),
-                "all_classes": np.broadcast_to(names, lead[:1] + (2,)).copy()}
+                "all_class_ids": np.tile(np.arange(2, dtype=np.int32), (B, 1)), "all_classes": np.tile(names, (B, 1))}
 
 
 class MultiClassHead(_ClassHead):
