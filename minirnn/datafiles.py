@@ -83,17 +83,27 @@ class SequenceData:
     def __len__(self):
         return len(self.lengths)
 
+    def take(self, indices):
+        """The examples at ``indices`` (in that order), as a new SequenceData."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return SequenceData(self.source, [self.sequences[k] for k in indices] if self.sequences is not None else None,
+                            None if self.padded is None else self.padded[indices],
+                            None if self.mask is None else self.mask[indices],
+                            None if self.labels is None else self.labels[indices], [self.ids[k] for k in indices],
+                            self.feature_names, self.task, self.class_labels)
+
     def by_length(self):
         """(this data ordered by sequence length, the order: position k holds example ``order[k]``).
         Batches of similar lengths pad little: one long sequence among short ones costs its own
         steps, not the batch size times them."""
         order = np.argsort(self.lengths, kind="stable")
-        data = SequenceData(self.source, [self.sequences[k] for k in order] if self.sequences is not None else None,
-                            None if self.padded is None else self.padded[order],
-                            None if self.mask is None else self.mask[order],
-                            None if self.labels is None else self.labels[order], [self.ids[k] for k in order],
-                            self.feature_names, self.task, self.class_labels)
-        return data, order
+        return self.take(order), order
+
+    def valid_steps(self):
+        """Every valid step of every sequence, as one array [steps, D] (padding left out)."""
+        if self.sequences is not None:
+            return np.concatenate(self.sequences)
+        return self.padded[self.mask]
 
     def features(self, key="x"):
         """The features dict for :func:`minirnn.inputs.numpy_input_fn`: ragged sequences under ``key``,
@@ -343,6 +353,34 @@ def read_csv(path, label_column=None, id_column=None, time_column=None, feature_
     return _read_wide(path, header, body, special)
 
 
+def _column_hint(header, at, body, special, feature_columns=None):
+    """What to add to "expected a number" when most cells of column ``at`` are not numbers: it
+    is likely the sequence ids (the first column) or the labels, so name the flag that says so."""
+    cells = [row[at].strip() for _, row in body[:50] if at < len(row) and row[at].strip()]
+    words = sum(1 for cell in cells if not _is_number(cell))
+    if words * 2 <= len(cells):
+        return ""                                         # a numeric column with a bad cell: no hint
+    name = header[at]
+    if at == 0 and "--id-column" not in special:
+        ids = [row[0].strip() for _, row in body]
+        if len(set(ids)) < len(ids):                      # a name repeated on several rows: one row per step
+            return (f"; the first column {name!r} is not numeric: if it names the sequences (one row per time "
+                    f"step), give --id-column {name}")
+        return (f"; the first column {name!r} is not numeric: if it names the sequences (one row per sequence), "
+                f"give --id-column {name} --csv-layout wide")
+    if "--label-column" not in special and not feature_columns:
+        return f"; if column {name!r} holds the labels, give --label-column {name}"
+    return ""
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_long(path, header, body, special, feature_columns, column):
     id_at, time_at, label_at = special["--id-column"], special.get("--time-column"), special.get("--label-column")
     if feature_columns:
@@ -362,7 +400,12 @@ def _read_long(path, header, body, special, feature_columns, column):
         key = row[id_at].strip()
         if not key:
             raise DataError(f"{path}, line {number}, column {header[id_at]!r}: empty id")
-        values = [_number(path, number, header[k], row[k].strip()) for k in features]
+        try:
+            values = [_number(path, number, header[k], row[k].strip()) for k in features]
+        except DataError as error:
+            bad = next((k for k in features if not _is_number(row[k].strip())), None)
+            hint = "" if bad is None else _column_hint(header, bad, body, special, feature_columns)
+            raise DataError(f"{error}{hint}") from None
         when = _number(path, number, header[time_at], row[time_at].strip()) if time_at is not None else None
         groups.setdefault(key, []).append((when, number, values))
         if label_at is not None:
@@ -403,7 +446,10 @@ def _read_wide(path, header, body, special):
             if cell == "":
                 raise DataError(f"{path}, line {number}, column {header[steps[k]]!r}: empty cell inside the sequence "
                                 "(only trailing cells may be empty)")
-            values.append(_number(path, number, header[steps[k]], cell))
+            try:
+                values.append(_number(path, number, header[steps[k]], cell))
+            except DataError as error:
+                raise DataError(f"{error}{_column_hint(header, steps[k], body, special)}") from None
         sequences.append(np.array(values, dtype=np.float32)[:, None])
         ids.append(row[id_at].strip() if id_at is not None else str(len(ids)))
         if label_at is not None:
