@@ -1,24 +1,31 @@
-"""The command line: ``minirnn train | evaluate | predict | export`` on data files.
+"""The command line: ``minirnn train | evaluate | predict | export | info | plot`` on data files.
 
 ``train`` reads a data file (:mod:`minirnn.datafiles`: UEA/UCR ``.ts``, CSV, NPZ, HDF5), builds an
 ``RNNClassifier`` (or an ``RNNEstimator`` with a regression head) over one numeric sequence feature
-``x`` and trains it in ``--model-dir``. The model options, the label vocabulary and the data options
-are stored there in ``minirnn_cli.json``, so ``evaluate``, ``predict`` and ``export`` need only
-``--model-dir`` and the data. Training again on the same model_dir continues from its checkpoint.
+``x`` and trains it in ``--model-dir``. By default the feature is standardised with the mean and
+variance of the training data (a ``feature_column.Normalization``, part of the model). The model
+options, the label vocabulary, the normaliser and the data options are stored there in
+``minirnn_cli.json``, so ``evaluate``, ``predict``, ``export``, ``info`` and ``plot`` need only
+``--model-dir`` (and the data). Training again on the same model_dir continues from its checkpoint.
+``--validation-split`` evaluates a held-out part after every epoch, ``--patience`` stops early and
+keeps the best epoch's checkpoint. Each training step's loss goes to ``training_loss.jsonl``.
 
 Output: results on stdout (``evaluate``: the metrics as one JSON line; ``predict``: CSV or JSON
-lines; ``export``: the export path), progress on stderr (a one-line bar on a terminal, log lines
-otherwise; ``--quiet`` keeps only warnings). Bad arguments or data give one line ``minirnn: error:
-...`` on stderr and exit status 2.
+lines; ``export``: the export path; ``info``: a summary, or JSON; ``plot``: the PNG's path), progress
+on stderr (a one-line bar on a terminal, log lines otherwise; ``--quiet`` keeps only warnings). Bad
+arguments or data give one line ``minirnn: error: ...`` on stderr and exit status 2. Plots need
+matplotlib (the ``plot`` extra), imported only by ``evaluate --plot`` and ``plot``.
 """
 
 import argparse
 import contextlib
 import csv
+import difflib
 import json
 import logging
 import math
 import os
+import shutil
 import sys
 import textwrap
 import time
@@ -29,7 +36,7 @@ from . import datafiles
 
 __all__ = ["main", "COMMANDS"]
 
-COMMANDS = ("train", "evaluate", "predict", "export", "demo")
+COMMANDS = ("train", "evaluate", "predict", "export", "info", "plot", "demo")
 CONFIG_FILE = "minirnn_cli.json"
 CONFIG_FORMAT = "minirnn-cli/1"
 FEATURE_KEY = "x"
@@ -37,6 +44,9 @@ CELL_TYPES = ("lstm", "gru", "simple_rnn")
 OPTIMIZERS = ("Adam", "Adagrad", "RMSProp", "SGD", "Momentum", "Ftrl")
 DATA_OPTIONS = ("format", "label_column", "id_column", "time_column", "feature_columns", "csv_layout", "delimiter")
 MODEL_OPTIONS = ("task", "units", "cell_type", "optimizer")
+LOSS_FILE = "training_loss.jsonl"          # {"step": .., "loss": ..} per training step, written by train
+BEST_FILE = "minirnn_cli_best.h5"          # the best epoch's checkpoint while training with --patience
+PLOT_EXTRA = 'matplotlib: pip install "minirnn[plot]"'
 
 logger = logging.getLogger("minirnn")
 
@@ -53,6 +63,8 @@ examples:
   minirnn predict walk_test.ts --model-dir runs/walk --output predictions.csv
   minirnn train steps.csv --id-column series --time-column t --label-column activity --model-dir runs/act
   minirnn export --model-dir runs/walk
+  minirnn info --model-dir runs/walk
+  minirnn plot --model-dir runs/walk
 
 'minirnn COMMAND --help' describes each command. 'minirnn demo' (or 'python -m minirnn' with no
 command) runs the built-in demo on the Japanese Vowels data.
@@ -76,10 +88,31 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with errors as one line (``minirnn: error: ...``) and exit status 2."""
+    """argparse, with errors as one line (``minirnn: error: ...``) and exit status 2, and no prefix
+    matching of long options (``--epoch`` is not taken for ``--epochs``: it gets a suggestion)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def option_names(self):
+        return [name for action in self._actions for name in action.option_strings if name.startswith("--")]
+
+
+def _unknown_arguments(parser, extra):
+    """The error for arguments no option takes, with the closest option for each misspelt flag."""
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    guesses = []
+    for word in extra:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], parser.option_names(), n=1, cutoff=0.6)
+            guesses += [g for g in close if g not in guesses]
+    if guesses:
+        message += f" (did you mean {' or '.join(guesses)}?)"
+    return UsageError(f"{message} (see '{parser.prog} --help')")
 
 
 def _wrap(text):
@@ -132,6 +165,16 @@ def _positive_float(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (e.g. 0.2), got {text!r}")
+    return value
+
+
 def _columns(text):
     names = [c.strip() for c in text.split(",")]
     if not all(names):
@@ -163,7 +206,9 @@ def _add_common(parser, data=True):
 
 
 def build_parser():
+    from . import __version__
     parser = _Parser(prog="minirnn", description=DESCRIPTION, epilog=EPILOG, formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"minirnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True,
                                      parser_class=_Parser)
 
@@ -179,6 +224,9 @@ def build_parser():
     model.add_argument("--units", type=_units, metavar="N[,N..]", help="units per recurrent layer (default 32)")
     model.add_argument("--cell-type", choices=CELL_TYPES, help="recurrent cell (default lstm)")
     model.add_argument("--optimizer", choices=OPTIMIZERS, help="default Adam")
+    model.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
+                       help="scale each feature to mean 0 and variance 1 with the training data's mean and "
+                            "variance, stored with the model (default: on)")
     training = train.add_argument_group("training options")
     training.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="default 0.01")
     length = training.add_mutually_exclusive_group()
@@ -188,7 +236,13 @@ def build_parser():
     training.add_argument("--batch-size", type=_positive_int, metavar="N",
                           help="default 32, or the last training run's")
     training.add_argument("--seed", type=_seed, metavar="N",
-                          help="random seed for initialisation and shuffling (default 0)")
+                          help="random seed for initialisation, shuffling and the validation split (default 0)")
+    training.add_argument("--validation-split", type=_fraction, metavar="F",
+                          help="hold out this fraction of the sequences (chosen by --seed) and report the "
+                               "validation metrics after every epoch")
+    training.add_argument("--patience", type=_positive_int, metavar="N",
+                          help="with --validation-split: stop when the validation loss has not improved for N "
+                               "epochs, and keep the checkpoint of the best epoch as the model")
     training.add_argument("--log-every", type=_positive_int, default=100, metavar="N",
                           help="log the loss every N steps (default 100)")
     _add_data_options(train)
@@ -200,6 +254,9 @@ def build_parser():
                                    epilog=DATA_HELP, formatter_class=_Help)
     _add_common(evaluate)
     evaluate.add_argument("--batch-size", type=_positive_int, default=128, metavar="N", help="default 128")
+    evaluate.add_argument("--plot", metavar="FILE.png",
+                          help="also draw the results: a confusion matrix (and a ROC curve for two classes), "
+                               f"or predicted against true values for a regression (needs {PLOT_EXTRA})")
     _add_data_options(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
@@ -222,13 +279,35 @@ def build_parser():
                                  description=_wrap("Export the latest checkpoint of --model-dir as a self-contained "
                                                    "bundle and print its path. Load it in Python with "
                                                    "minirnn.load_exported(path); its input feature is 'x', one "
-                                                   "[steps, D] array per sequence."), formatter_class=_Help)
+                                                   "[steps, D] array per sequence, in the data's own units (the "
+                                                   "bundle standardises it as training did)."),
+                                 formatter_class=_Help)
     _add_common(export, data=False)
     export.add_argument("--export-dir", metavar="DIR", help="where the bundle goes (default MODEL_DIR/export)")
     export.set_defaults(run=_export)
 
+    info = commands.add_parser("info", help="describe a trained model: inputs, layers, parameters, metrics",
+                               description=_wrap("Describe the model of --model-dir: its input column and "
+                                                 "normaliser, its layers, its parameters (per variable and in "
+                                                 "total), the steps trained and the last evaluation and validation "
+                                                 "metrics."), formatter_class=_Help)
+    _add_common(info, data=False)
+    info.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    info.set_defaults(run=_info)
+
+    plot = commands.add_parser("plot", help="draw the training loss and evaluation metrics over the steps",
+                               description=_wrap("Draw the training loss of --model-dir over the training steps, "
+                                                 "with the validation and evaluation metrics recorded there, into "
+                                                 f"a PNG file and print its path (needs {PLOT_EXTRA})."),
+                               formatter_class=_Help)
+    _add_common(plot, data=False)
+    plot.add_argument("-o", "--output", metavar="FILE.png", help="default MODEL_DIR/training.png")
+    plot.set_defaults(run=_plot)
+
     commands.add_parser("demo", help="run the built-in demo (same as 'python -m minirnn'; 'minirnn demo --help')",
                         add_help=False)
+    parser.commands = {"train": train, "evaluate": evaluate, "predict": predict, "export": export, "info": info,
+                       "plot": plot}
     return parser
 
 
@@ -328,7 +407,9 @@ def _estimator(settings, model_dir, log_every=100):
     from minirnn import feature_column as fc
     from minirnn import optimizers
     from minirnn.heads import RegressionHead
-    column = fc.sequence_numeric_column(FEATURE_KEY, shape=(settings["dimension"],))
+    stored = settings.get("normalizer")
+    normalizer = None if stored is None else fc.Normalization(stored["mean"], stored["variance"])
+    column = fc.sequence_numeric_column(FEATURE_KEY, shape=(settings["dimension"],), normalizer=normalizer)
     optimizer = optimizers.get(settings["optimizer"], learning_rate=settings["learning_rate"])
     config = minirnn.RunConfig(random_seed=settings["seed"], log_step_count_steps=log_every)
     common = dict(units=settings["units"], cell_type=settings["cell_type"], optimizer=optimizer, model_dir=model_dir,
@@ -337,6 +418,27 @@ def _estimator(settings, model_dir, log_every=100):
         return minirnn.RNNEstimator(RegressionHead(), [column], **common)
     vocabulary = settings["label_vocabulary"]
     return minirnn.RNNClassifier([column], n_classes=len(vocabulary), label_vocabulary=vocabulary, **common)
+
+
+def _normalizer_settings(data):
+    """The mean and variance of each feature over the valid steps of ``data`` (the training
+    sequences), as stored in the settings. A feature constant there keeps variance 1, so that it is
+    only centred (as scikit-learn's StandardScaler does) instead of divided by ~0."""
+    values = data.valid_steps().astype(np.float64)
+    mean, variance = values.mean(axis=0), values.var(axis=0)
+    variance[variance == 0] = 1.0
+    return {"mean": mean.tolist(), "variance": variance.tolist()}
+
+
+def _split(n, fraction, seed):
+    """(training rows, validation rows) of ``n`` sequences: ``fraction`` of them for validation,
+    drawn at random with ``seed``; both in the file's order."""
+    held = int(round(fraction * n))
+    if held < 1 or held > n - 1:
+        raise UsageError(f"--validation-split {fraction}: {n} sequences give {held} for validation; "
+                         "need at least one for validation and one for training")
+    chosen = np.random.default_rng(seed).permutation(n)
+    return np.sort(chosen[held:]), np.sort(chosen[:held])
 
 
 def _data_options(args, stored=None):
@@ -448,6 +550,8 @@ def _require_checkpoint(estimator, model_dir):
 def _train(args):
     from minirnn import checkpoint as ckpt
     model_dir = args.model_dir
+    if args.patience is not None and args.validation_split is None:
+        raise UsageError("--patience N stops on the validation loss: give --validation-split F too")
     resuming = os.path.isdir(model_dir) and ckpt.latest_checkpoint(model_dir) is not None
     stored = _load_settings(model_dir) if resuming else None     # settings without a checkpoint: start afresh
     given = {k: getattr(args, k) for k in MODEL_OPTIONS + ("learning_rate", "seed")}
@@ -458,6 +562,12 @@ def _train(args):
                 value = ",".join(map(str, stored[key])) if key == "units" else stored[key]
                 raise UsageError(f"--model-dir {model_dir} holds a model trained with {flag} {value}; "
                                  f"use another --model-dir for a different model")
+        standardized = stored.get("normalizer") is not None
+        if args.standardize is not None and args.standardize != standardized:
+            raise UsageError(f"--model-dir {model_dir} holds a model trained with"
+                             f"{'' if standardized else 'out'} standardised inputs, so "
+                             f"--{'' if args.standardize else 'no-'}standardize does not apply; use another "
+                             "--model-dir for a different model")
     data_options = _data_options(args, stored and stored.get("data"))
     data = _read(args.data, data_options, stored, need_labels=True)
     if data.feature_names is not None:
@@ -475,7 +585,7 @@ def _train(args):
                     "cell_type": given["cell_type"] or "lstm", "optimizer": given["optimizer"] or "Adam",
                     "learning_rate": given["learning_rate"] or 0.01,
                     "seed": given["seed"] if given["seed"] is not None else 0, "batch_size": args.batch_size or 32,
-                    "dimension": data.dimension, "n_classes": None, "label_vocabulary": None}
+                    "dimension": data.dimension, "n_classes": None, "label_vocabulary": None, "normalizer": None}
         if task == "classification":
             vocabulary = _label_vocabulary(data)
             if len(vocabulary) < 2:
@@ -484,37 +594,237 @@ def _train(args):
             settings["label_vocabulary"], settings["n_classes"] = vocabulary, len(vocabulary)
     settings["data"] = {k: v for k, v in data_options.items() if v is not None}
     labels = _labels_for(data, settings)
+    train_data, valid_data, valid_labels = data, None, None
+    if args.validation_split is not None:
+        train_rows, valid_rows = _split(len(data), args.validation_split, settings["seed"])
+        train_data, valid_data = data.take(train_rows), data.take(valid_rows)
+        labels, valid_labels = labels[train_rows], labels[valid_rows]
+    if not stored and args.standardize is not False:
+        settings["normalizer"] = _normalizer_settings(train_data)      # learnt from the training part alone
     batch_size = settings["batch_size"]
-    steps = args.steps or math.ceil(len(data) / batch_size) * (args.epochs or 10)
-    settings["last_training_run"] = {"data": os.path.abspath(args.data), "steps": steps, "epochs": args.epochs}
+    epoch_steps = math.ceil(len(train_data) / batch_size)
+    steps = args.steps or epoch_steps * (args.epochs or 10)
+    settings["last_training_run"] = {"data": os.path.abspath(args.data), "steps": steps, "epochs": args.epochs,
+                                     "validation_split": args.validation_split, "patience": args.patience}
     estimator = _estimator(settings, model_dir, args.log_every)
     _on_chief(estimator, lambda: _save_settings(model_dir, settings), "writing the command-line settings")
-    logger.info("training %s on %d sequences of %d feature(s) from %s: %s(%s), %d steps of batch %d%s",
+    logger.info("training %s on %d sequences%s of %d feature(s) from %s: %s(%s), %d steps of batch %d%s%s",
                 "a regression" if settings["task"] == "regression" else
-                f"a {len(settings['label_vocabulary'])}-class classifier", len(data), data.dimension, args.data,
-                settings["cell_type"], ",".join(map(str, settings["units"])), steps, batch_size,
+                f"a {len(settings['label_vocabulary'])}-class classifier", len(train_data),
+                "" if valid_data is None else f" ({len(valid_data)} more held out for validation)", data.dimension,
+                args.data, settings["cell_type"], ",".join(map(str, settings["units"])), steps, batch_size,
+                "" if settings.get("normalizer") else ", inputs not standardised",
                 f", continuing from {os.path.basename(estimator.latest_checkpoint())}" if resuming else "")
     start = time.perf_counter()
     first_step = ckpt.step_of(estimator.latest_checkpoint()) if resuming else 0     # a resumed run reshuffles
-    estimator.train(_input_fn(data, labels, batch_size, shuffle=True, num_epochs=None,
-                              seed=[settings["seed"], first_step]), steps=steps)
+    _on_chief(estimator, lambda: _drop_records_after(model_dir, first_step), "trimming the training records")
+    hooks = [_loss_recorder(os.path.join(model_dir, LOSS_FILE))] if estimator._is_chief() else []
+    if valid_data is None:
+        estimator.train(_input_fn(train_data, labels, batch_size, shuffle=True, num_epochs=None,
+                                  seed=[settings["seed"], first_step]), steps=steps, hooks=hooks)
+    else:
+        valid_input, _ = _length_batches(*_by_length(valid_data, valid_labels), batch_size)
+        kept = _train_with_validation(estimator, settings, train_data, labels, valid_input, steps, epoch_steps,
+                                      args.patience, hooks)
+        if kept is not None:
+            settings["last_training_run"].update(kept)
+            _on_chief(estimator, lambda: _save_settings(model_dir, settings), "writing the command-line settings")
     logger.info("trained to global step %d in %.1fs; model in %s", ckpt.step_of(estimator.latest_checkpoint()),
                 time.perf_counter() - start, model_dir)
     return 0
 
 
+def _by_length(data, labels):
+    ordered, order = data.by_length()
+    return ordered, labels[order]
+
+
+def _train_with_validation(estimator, settings, data, labels, valid_input, steps, epoch_steps, patience, hooks):
+    """Train ``steps`` steps an epoch at a time, evaluating on ``valid_input`` after each epoch
+    (logged, and recorded in ``eval_validation/metrics.jsonl``). With ``patience``: stop once the
+    validation loss (``average_loss``, the mean loss per sequence) has not improved for ``patience``
+    epochs, and make the best epoch's checkpoint the model's latest again, removing the later ones;
+    returns what was kept (else None)."""
+    from minirnn import checkpoint as ckpt
+    model_dir, epochs = estimator.model_dir, math.ceil(steps / epoch_steps)
+    best_copy = os.path.join(model_dir, BEST_FILE)
+    best, waited, done, epoch = None, 0, 0, 0
+    try:
+        while done < steps:
+            epoch += 1
+            chunk = min(epoch_steps, steps - done)
+            latest = estimator.latest_checkpoint()
+            step = 0 if latest is None else ckpt.step_of(latest)
+            estimator.train(_input_fn(data, labels, settings["batch_size"], shuffle=True, num_epochs=None,
+                                      seed=[settings["seed"], step]), steps=chunk, hooks=hooks)
+            done += chunk
+            metrics = _quietly(estimator.evaluate, valid_input, name="validation")
+            step, loss = int(metrics["global_step"]), float(metrics.get("average_loss", metrics["loss"]))
+            improved = best is None or loss < best["best_validation_loss"]
+            logger.info("epoch %d/%d, step %d: validation %s%s", epoch, epochs, step,
+                        ", ".join(f"{k} = {float(v):.4g}" for k, v in metrics.items() if k != "global_step"),
+                        " (best so far)" if improved and patience and epoch > 1 else "")
+            if improved:
+                best, waited = {"kept_epoch": epoch, "kept_step": step, "best_validation_loss": loss}, 0
+                if patience:
+                    path = estimator.latest_checkpoint()
+                    _on_chief(estimator, lambda: _link(path, best_copy), "keeping the best checkpoint")
+            else:
+                waited += 1
+            if patience and waited >= patience:
+                logger.info("early stopping after epoch %d: the validation loss has not improved for %d epoch(s)",
+                            epoch, patience)
+                break
+        if not patience:
+            return None
+        if best["kept_step"] != step:
+            _on_chief(estimator, lambda: _rewind(model_dir, best_copy, best["kept_step"]),
+                      "restoring the best checkpoint")
+        logger.info("kept the model of epoch %d (step %d), whose validation loss %.4g is the lowest",
+                    best["kept_epoch"], best["kept_step"], best["best_validation_loss"])
+        return {**best, "stopped_early": waited >= patience}
+    finally:
+        if estimator._is_chief() and os.path.exists(best_copy):
+            os.remove(best_copy)
+
+
+def _quietly(fn, *args, **kwargs):
+    """``fn(...)`` with the "minirnn" logger at warnings only (the caller logs the result its way)."""
+    log = logging.getLogger("minirnn")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        log.setLevel(level)
+
+
+def _link(path, copy):
+    """``copy`` as a second name of the checkpoint file ``path``: it outlives the pruning of old
+    checkpoints (keep_checkpoint_max); a new checkpoint is a new file, so the copy never changes."""
+    if os.path.exists(copy):
+        os.remove(copy)
+    try:
+        os.link(path, copy)
+    except OSError:                                   # no hard links on this file system
+        shutil.copyfile(path, copy)
+
+
+def _rewind(model_dir, copy, step):
+    """Make the checkpoint of ``step`` (from ``copy``) the latest of ``model_dir``, removing later ones."""
+    from minirnn import checkpoint as ckpt
+    lock = ckpt.TrainingLock(model_dir)
+    lock.acquire()
+    try:
+        target = ckpt.checkpoint_path(model_dir, step)
+        if not os.path.isfile(target):
+            os.replace(copy, target)
+        _, kept = ckpt.read_index(model_dir)
+        kept = [p for p in kept if ckpt.step_of(p) < step and os.path.isfile(p)] + [target]
+        ckpt.write_index(model_dir, target, kept)
+        for path in ckpt.on_disk(model_dir):
+            if ckpt.step_of(path) > step:
+                os.remove(path)
+    finally:
+        lock.release()
+
+
+def _loss_recorder(path):
+    """A training hook appending ``{"step": .., "loss": ..}`` per step to the JSON-lines file
+    ``path`` (what ``minirnn plot`` draws), written every 100 steps and when training ends."""
+    from .hooks import SessionRunHook
+
+    class LossRecorder(SessionRunHook):
+        def begin(self, estimator):
+            self.lines = []
+
+        def after_step(self, step, loss):
+            self.lines.append(json.dumps({"step": int(step), "loss": float(loss)}) + "\n")
+            if len(self.lines) >= 100:
+                self.write()
+            return False
+
+        def end(self, estimator):
+            self.write()
+
+        def write(self):
+            if self.lines:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.writelines(self.lines)
+                self.lines = []
+
+    return LossRecorder()
+
+
+def _drop_records_after(model_dir, step):
+    """Remove the training-loss and validation records past ``step`` (the latest checkpoint's): a
+    run that continues from there replaces them."""
+    for path in (os.path.join(model_dir, LOSS_FILE), os.path.join(model_dir, "eval_validation", "metrics.jsonl")):
+        records = _read_jsonl(path)
+        if any(r.get("step", r.get("global_step", 0)) > step for r in records):
+            with open(path, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records
+                             if r.get("step", r.get("global_step", 0)) <= step)
+
+
+def _read_jsonl(path):
+    """The JSON objects of a JSON-lines file (none when it is missing; unreadable lines skipped)."""
+    if not os.path.isfile(path):
+        return []
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue                               # e.g. a line cut short by a kill
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
 def _evaluate(args):
     settings = _load_settings(args.model_dir)
+    if args.plot is not None:
+        _pyplot()                                      # a missing matplotlib fails before the work
     data, _ = _read(args.data, _data_options(args, settings.get("data")), settings, need_labels=True).by_length()
     labels = _labels_for(data, settings)
     estimator = _estimator(settings, args.model_dir)
     _require_checkpoint(estimator, args.model_dir)
+    if args.plot is not None:
+        _on_chief(estimator, lambda: _check_writable(args.plot, "--plot"), "opening the plot file")
     input_fn, count = _length_batches(data, labels, args.batch_size)
     metrics = estimator.evaluate(input_fn, hooks=_batch_bar("evaluate", count))
+    if args.plot is not None:
+        values = _predicted(estimator, data, settings, args.batch_size)
+        if estimator._is_chief():
+            _plot_evaluation(args.plot, settings, labels, values, metrics, args.data)
     if not estimator._is_chief():                # under mpiexec: every rank has the metrics, rank 0 prints
         return 0
     print(json.dumps({k: (int(v) if k == "global_step" else round(float(v), 7)) for k, v in metrics.items()}))
+    if args.plot is not None:
+        logger.info("drew the evaluation in %s", args.plot)
     return 0
+
+
+def _predicted(estimator, data, settings, batch_size, what=None):
+    """The model's output for each sequence of ``data`` (in its order), [N, classes] probabilities
+    or [N, 1] predictions; under mpiexec, rank 0 gets them (the others None)."""
+    regression = settings["task"] == "regression"
+    key = "predictions" if regression else "probabilities"
+    input_fn, count = _length_batches(data, None, batch_size)
+    batches = estimator.predict(input_fn, predict_keys=[key], yield_single_examples=False,
+                                hooks=_batch_bar(what, count) if what else [])
+    if not estimator._is_chief():                # under mpiexec: rank 0 gets every prediction
+        for _ in batches:
+            pass
+        return None
+    values = np.empty((len(data), 1 if regression else len(settings["label_vocabulary"])), dtype=np.float32)
+    row = 0
+    for batch in batches:
+        values[row:row + len(batch[key])] = batch[key]
+        row += len(batch[key])
+    return values
 
 
 def _predict(args):
@@ -524,22 +834,14 @@ def _predict(args):
     _require_checkpoint(estimator, args.model_dir)
     output_format = args.output_format or ("jsonl" if args.output.lower().endswith((".jsonl", ".json")) else "csv")
     regression = settings["task"] == "regression"
-    keys = ["predictions"] if regression else ["probabilities"]
     vocabulary = settings["label_vocabulary"]
     if args.output != "-":                        # a bad output path fails now, on every rank, not after predicting
-        _on_chief(estimator, lambda: _check_writable(args.output), "opening the output file")
-    input_fn, count = _length_batches(data, None, args.batch_size)
-    batches = estimator.predict(input_fn, predict_keys=keys, yield_single_examples=False,
-                                hooks=_batch_bar("predict", count))
-    if not estimator._is_chief():                # under mpiexec: rank 0 gets every prediction and writes them
-        for _ in batches:
-            pass
+        _on_chief(estimator, lambda: _check_writable(args.output, "--output"), "opening the output file")
+    ordered = _predicted(estimator, data, settings, args.batch_size, "predict")
+    if ordered is None:
         return 0
-    values = np.empty((len(data), 1 if regression else len(vocabulary)), dtype=np.float32)
-    row = 0
-    for batch in batches:                         # in order of length; written in the file's order
-        values[order[row:row + len(batch[keys[0]])]] = batch[keys[0]]
-        row += len(batch[keys[0]])
+    values = np.empty_like(ordered)
+    values[order] = ordered                       # predicted in order of length; written in the file's order
     ids = [None] * len(data)
     for k, id_ in zip(order, data.ids):
         ids[k] = id_
@@ -560,7 +862,7 @@ def _predict(args):
             else:
                 out.write(json.dumps(record) + "\n")
     if args.output != "-":
-        logger.info("wrote %d predictions to %s", row, args.output)
+        logger.info("wrote %d predictions to %s", len(values), args.output)
     return 0
 
 
@@ -570,12 +872,12 @@ def _on_chief(estimator, fn, what):
     return estimator._session.runner().on_chief(fn, what)
 
 
-def _check_writable(path):
+def _check_writable(path, flag):
     probe = f"{path}.tmp-{os.getpid()}"
     try:
         open(probe, "w").close()
     except OSError as error:
-        raise UsageError(f"--output {path}: cannot write there ({error.strerror})") from None
+        raise UsageError(f"{flag} {path}: cannot write there ({error.strerror})") from None
     os.remove(probe)
 
 
@@ -611,6 +913,303 @@ def _export(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# info: a summary of a model_dir
+# ---------------------------------------------------------------------------------------------
+
+def _eval_dirs(model_dir):
+    """{name: metrics.jsonl path} of the evaluation folders in ``model_dir``: 'evaluation' for
+    ``eval`` (minirnn evaluate), 'validation' for ``eval_validation`` (train --validation-split)."""
+    found = {}
+    for name in sorted(os.listdir(model_dir)):
+        path = os.path.join(model_dir, name, "metrics.jsonl")
+        if (name == "eval" or name.startswith("eval_")) and os.path.isfile(path):
+            found["evaluation" if name == "eval" else name[len("eval_"):]] = path
+    return found
+
+
+def _summary(model_dir):
+    """What ``minirnn info`` shows, as a JSON-ready dict, read from the latest checkpoint (and the
+    command-line settings and the recorded metrics when present)."""
+    from minirnn import checkpoint as ckpt
+    if not os.path.isdir(model_dir):
+        raise UsageError(f"--model-dir {model_dir}: no such folder")
+    path = ckpt.latest_checkpoint(model_dir)
+    if path is None:
+        raise UsageError(f"--model-dir {model_dir}: no checkpoint; train a model there first")
+    variables, attributes = ckpt.read(path, ckpt.read_index(model_dir)[1])
+    spec = attributes.get("spec") or {}
+    settings = _load_settings(model_dir) if os.path.isfile(_config_path(model_dir)) else None
+    head, network = spec.get("head") or {}, spec.get("network") or {}
+    columns = []
+    for column in spec.get("sequence_columns", []) + spec.get("context_columns", []):
+        columns.append({"key": column.get("key"), "type": column.get("type"), "shape": column.get("shape"),
+                        "sequence": column.get("sequence", True), "normalizer": column.get("normalizer")})
+    units = network.get("units") or []
+    cells = network.get("cell_type")
+    cells = cells if isinstance(cells, list) else [cells] * len(units)
+    layers = [{"type": str(c), "units": int(u)} for c, u in zip(cells, units)]
+    if network.get("logits_dimension"):
+        layers.append({"type": "dense logits", "units": int(network["logits_dimension"])})
+    weights = {name: {"shape": list(np.shape(v)), "count": int(np.size(v))} for name, v in sorted(variables.items())
+               if name != "global_step" and not name.startswith("training/")}
+    slots = sum(int(np.size(v)) for name, v in variables.items() if name.startswith("training/"))
+    optimizer = (attributes.get("optimizer") or {}).get("config") or {}
+    evaluations, step = {}, ckpt.step_of(path)
+    for name, metrics_path in _eval_dirs(model_dir).items():
+        records = _read_jsonl(metrics_path)            # the model's own step, else the last before it
+        records = [r for r in records if r.get("global_step") == step] or \
+            [r for r in records if isinstance(r.get("global_step"), int) and r["global_step"] <= step] or records
+        if records:
+            evaluations[name] = records[-1]
+    return {"model_dir": model_dir, "checkpoint": os.path.basename(path), "global_step": ckpt.step_of(path),
+            "estimator": spec.get("estimator"), "head": head.get("class"), "n_classes": head.get("n_classes"),
+            "label_vocabulary": head.get("label_vocabulary"), "columns": columns, "layers": layers,
+            "parameters": weights, "total_parameters": sum(w["count"] for w in weights.values()),
+            "optimizer": {"class": optimizer.get("class"), "learning_rate": optimizer.get("learning_rate"),
+                          "slot_values": slots},
+            "last_training_run": None if settings is None else settings.get("last_training_run"),
+            "metrics": evaluations}
+
+
+def _short(values, digits=4, most=6):
+    text = ", ".join(f"{v:.{digits}g}" for v in values[:most])
+    return f"[{text}{', ...' if len(values) > most else ''}]"
+
+
+def _info(args):
+    summary = _summary(args.model_dir)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    lines = [f"model         {summary['model_dir']}: {summary['estimator'] or '?'} ({summary['head'] or '?'}), "
+             f"checkpoint {summary['checkpoint']}"]
+    if summary["label_vocabulary"] or summary["n_classes"]:
+        classes = summary["label_vocabulary"] or list(range(summary["n_classes"]))
+        lines.append(f"classes       {len(classes)}: {', '.join(map(str, classes))}")
+    for column in summary["columns"]:
+        width = int(np.prod(column["shape"] or [1]))
+        text = f"{column['key']}: {column['type']}, {width} value(s) per {'step' if column['sequence'] else 'example'}"
+        norm = column["normalizer"]
+        if norm:
+            text += (f", standardised with mean {_short(norm['mean'])} and standard deviation "
+                     f"{_short([math.sqrt(v) for v in norm['variance']])}")
+        elif column["type"] == "numeric":
+            text += ", not standardised"
+        lines.append(f"input         {text}")
+    lines.append("layers        " + " -> ".join(f"{layer['type']}: {layer['units']} unit{'' if layer['units'] == 1 else 's'}"
+                                               for layer in summary["layers"]))
+    lines.append("parameters")
+    width = max(len(name) for name in summary["parameters"])
+    for name, weight in summary["parameters"].items():
+        shape = " x ".join(map(str, weight["shape"])) or "scalar"
+        lines.append(f"  {name:<{width}}  {shape:>12}  {weight['count']:>10,}")
+    lines.append(f"  {'total':<{width}}  {'':>12}  {summary['total_parameters']:>10,}")
+    optimizer = summary["optimizer"]
+    if optimizer["class"]:
+        lines.append(f"optimizer     {optimizer['class']}, learning rate {optimizer['learning_rate']:g} "
+                     f"({optimizer['slot_values']:,} slot values)")
+    run = summary["last_training_run"]
+    text = f"{summary['global_step']:,} steps"
+    if run:
+        text += f"; the last run: {run['steps']:,} steps on {run['data']}"
+        if run.get("validation_split"):
+            text += f", {run['validation_split']:g} held out for validation"
+        if run.get("kept_step") is not None:
+            text += (f", {'stopped early, ' if run.get('stopped_early') else ''}kept epoch {run['kept_epoch']} "
+                     f"(step {run['kept_step']}, validation loss {run['best_validation_loss']:.4g})")
+    lines.append(f"trained       {text}")
+    for name, record in summary["metrics"].items():
+        values = ", ".join(f"{k} {float(v):.4g}" for k, v in record.items() if k != "global_step")
+        lines.append(f"{name:<13} at step {record.get('global_step', '?')}: {values}")
+    print("\n".join(lines))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# plots (matplotlib, an optional extra, imported here only)
+# ---------------------------------------------------------------------------------------------
+
+def _pyplot():
+    """matplotlib.pyplot with the Agg backend (files only), or a one-line error naming the extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError(f"plots need {PLOT_EXTRA}") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save_figure(fig, path, data):
+    """Write ``fig`` as a PNG at ``path`` (complete or not at all), with ``data`` (what it shows, as
+    JSON) in the PNG text chunk ``minirnn``."""
+    plt = _pyplot()
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"minirnn": json.dumps(data)})
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _roc(positive, scores):
+    """(false positive rates, true positive rates, exact area) of the ROC curve of ``scores``."""
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]     # the last example of each score
+    tpr = np.r_[0.0, np.cumsum(positive)[ends]] / max(int(positive.sum()), 1)
+    fpr = np.r_[0.0, np.cumsum(~positive)[ends]] / max(int((~positive).sum()), 1)
+    return fpr, tpr, float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def _plot_evaluation(path, settings, labels, values, metrics, source):
+    plt = _pyplot()
+    title = f"{os.path.basename(source)}: {len(labels)} sequences, model at step {int(metrics['global_step'])}"
+    if settings["task"] == "regression":
+        truth, predicted = np.asarray(labels, dtype=np.float64), values[:, 0].astype(np.float64)
+        rmse = float(np.sqrt(np.mean((predicted - truth) ** 2)))
+        fig, ax = plt.subplots(figsize=(6, 5.5), layout="constrained")
+        ax.scatter(truth, predicted, s=14, alpha=0.6, label="one sequence")
+        low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+        ax.plot([low, high], [low, high], color="gray", linestyle="--", linewidth=1, label="predicted = true")
+        ax.set_xlabel("true value")
+        ax.set_ylabel("predicted value")
+        ax.set_title(f"Predicted against true (RMSE {rmse:.4g})")
+        ax.legend(loc="upper left")
+        ax.grid(alpha=0.3)
+        fig.suptitle(title, fontsize=10)
+        _save_figure(fig, path, {"kind": "regression", "n": len(truth), "rmse": rmse})
+        return
+    vocabulary = settings["label_vocabulary"]
+    index = {c: k for k, c in enumerate(vocabulary)}
+    truth = np.array([index[label] for label in labels])
+    predicted = values.argmax(axis=1)
+    k = len(vocabulary)
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (truth, predicted), 1)
+    accuracy = float(np.trace(counts) / counts.sum())
+    side = min(4.5 + 0.35 * k, 14)
+    binary = k == 2
+    fig, axes = plt.subplots(1, 2 if binary else 1, figsize=(side + (5 if binary else 0), side), layout="constrained")
+    ax = axes[0] if binary else axes
+    ax.imshow(counts, cmap="Blues", vmin=0)
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    slanted = max(len(str(c)) for c in vocabulary) > 6 or k > 8
+    ax.set_xticklabels(vocabulary, rotation=45 if slanted else 0, ha="right" if slanted else "center")
+    ax.set_yticklabels(vocabulary)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"Confusion matrix (accuracy {accuracy:.3f})")
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=9 if k <= 12 else 7,
+                        color="white" if counts[i, j] > counts.max() / 2 else "black")
+    data = {"kind": "classification", "classes": vocabulary, "counts": counts.tolist(), "accuracy": accuracy}
+    if binary:
+        fpr, tpr, area = _roc(truth == 1, values[:, 1].astype(np.float64))
+        roc = axes[1]
+        roc.plot(fpr, tpr, linewidth=2, label=f"model (AUC {area:.3f})")
+        roc.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="chance")
+        roc.set_xlabel("false positive rate")
+        roc.set_ylabel("true positive rate")
+        roc.set_title(f"ROC curve (positive class {vocabulary[1]!r})")
+        roc.set_xlim(-0.01, 1.01)
+        roc.set_ylim(-0.01, 1.01)
+        roc.set_aspect("equal")
+        roc.grid(alpha=0.3)
+        roc.legend(loc="lower right")
+        data["auc"] = area
+    fig.suptitle(title, fontsize=10)
+    _save_figure(fig, path, data)
+
+
+def _by_step(records, key="global_step"):
+    """Records ordered by step, the last one written for each step."""
+    latest = {}
+    for record in records:
+        if isinstance(record.get(key), (int, float)):
+            latest[int(record[key])] = record
+    return [latest[step] for step in sorted(latest)]
+
+
+def _plot(args):
+    model_dir = args.model_dir
+    if not os.path.isdir(model_dir):
+        raise UsageError(f"--model-dir {model_dir}: no such folder")
+    plt = _pyplot()
+    output = args.output or os.path.join(model_dir, "training.png")
+    losses = _by_step(_read_jsonl(os.path.join(model_dir, LOSS_FILE)), "step")
+    evaluations = {name: _by_step(_read_jsonl(path)) for name, path in _eval_dirs(model_dir).items()}
+    evaluations = {name: records for name, records in evaluations.items() if records}
+    if not losses and not evaluations:
+        raise UsageError(f"--model-dir {model_dir}: nothing to plot: no {LOSS_FILE} (written by 'minirnn train') "
+                         "and no eval*/metrics.jsonl (written by 'minirnn evaluate' and by --validation-split)")
+    _check_writable(output, "--output")
+    others = [m for m in ("accuracy", "auc") if any(m in r for records in evaluations.values() for r in records)]
+    fig, axes = plt.subplots(2 if others else 1, 1, figsize=(8, 7.5 if others else 4.5), sharex=True, squeeze=False,
+                             layout="constrained")
+    ax = axes[0][0]
+    if losses:
+        steps, values = np.array([r["step"] for r in losses]), np.array([r["loss"] for r in losses], dtype=float)
+        window = len(values) // 25 if len(values) >= 50 else 1
+        ax.plot(steps, values, color="tab:blue", alpha=0.3 if window > 1 else 1.0, linewidth=0.8 if window > 1 else 1.5,
+                label="training loss (each step)")
+        if window > 1:
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1:], smooth, color="tab:blue", linewidth=2,
+                    label=f"training loss (mean of {window} steps)")
+    colors = {"validation": "tab:orange", "evaluation": "tab:green"}
+    palette = iter(["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
+    for name, records in evaluations.items():
+        colors.setdefault(name, next(palette, "black"))
+        points = [(r["global_step"], r.get("average_loss", r.get("loss"))) for r in records
+                  if "average_loss" in r or "loss" in r]
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=4, color=colors[name],
+                    label=f"{name} loss (mean per sequence)")
+    every = [v for v in (list(values) if losses else []) +
+             [r.get("average_loss", r.get("loss")) for rs in evaluations.values() for r in rs]
+             if isinstance(v, (int, float))]
+    if every and min(every) > 0 and max(every) / min(every) > 100:
+        ax.set_yscale("log")
+    ax.set_ylabel("loss")
+    ax.set_title(f"Training of {model_dir}")
+    settings = _load_settings(model_dir) if os.path.isfile(_config_path(model_dir)) else {}
+    kept = (settings.get("last_training_run") or {}).get("kept_step")
+    last = max([r["step"] for r in losses] + [r["global_step"] for rs in evaluations.values() for r in rs])
+    panels = [row[0] for row in axes]
+    if kept is not None and kept < last:
+        for panel in panels:
+            panel.axvline(kept, color="gray", linestyle="--", linewidth=1,
+                          label=f"kept model (step {kept})" if panel is ax else None)
+    if others:
+        lower = axes[1][0]
+        styles = iter(["-", "--"])
+        for metric in others:
+            style = next(styles)
+            for name, records in evaluations.items():
+                points = [(r["global_step"], r[metric]) for r in records if metric in r]
+                if points:
+                    lower.plot(*zip(*points), marker="o", markersize=3, linestyle=style, color=colors[name],
+                               label=f"{name} {metric}")
+        lower.set_ylabel(" and ".join(others))
+        lower.grid(alpha=0.3)
+        lower.legend(fontsize=8, loc="lower right")
+    panels[-1].set_xlabel("training step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    _save_figure(fig, output, {"kind": "training", "training_loss_steps": len(losses),
+                               "evaluations": {name: len(records) for name, records in evaluations.items()},
+                               "metrics": others, "kept_step": kept})
+    print(output)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------
 
@@ -628,15 +1227,22 @@ def main(argv=None):
         from .demo import main as demo
         demo(argv[1:])
         return 0
-    parser = build_parser()
     try:
-        if not argv:
-            raise UsageError(f"give a command: {', '.join(COMMANDS)} (see 'minirnn --help')")
-        args, extra = parser.parse_known_args(argv)
-        if extra:
-            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see 'minirnn {args.command} --help')")
-        with _reporting(args.quiet):
-            return args.run(args)
+        try:
+            parser = build_parser()
+            if not argv:
+                raise UsageError(f"give a command: {', '.join(COMMANDS)} (see 'minirnn --help')")
+            if not argv[0].startswith("-") and argv[0] not in COMMANDS:
+                close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+                raise UsageError(f"invalid choice: {argv[0]!r}{f' (did you mean {close[0]}?)' if close else ''}; "
+                                 f"the commands are {', '.join(COMMANDS)} (see 'minirnn --help')")
+            args, extra = parser.parse_known_args(argv)
+            if extra:
+                raise _unknown_arguments(parser.commands[args.command], extra)
+            with _reporting(args.quiet):
+                return args.run(args)
+        finally:
+            sys.stdout.flush()                               # a closed pipe fails here, inside the handler
     except BrokenPipeError:                                  # `minirnn predict ... | head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

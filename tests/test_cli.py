@@ -302,17 +302,68 @@ def test_bad_arguments_and_files_give_one_line_and_status_2(tmp_path):
                    "unrecognized arguments: --stepz", "minirnn train --help")
     one_line_error(minirnn_cli("train", "rise.ts", "--model-dir", "run", "--units", "8,x", cwd=tmp_path), "--units")
     one_line_error(minirnn_cli("evaluate", "rise.ts", "--model-dir", "nothing", cwd=tmp_path), "nothing")
-    one_line_error(minirnn_cli("trian", cwd=tmp_path), "invalid choice: 'trian'")
+    one_line_error(minirnn_cli("trian", cwd=tmp_path), "invalid choice: 'trian' (did you mean train?)")
+    # no prefix matching: --epoch is not taken for --epochs, it gets a suggestion
+    one_line_error(minirnn_cli("train", "rise.ts", "--model-dir", "run", "--epoch", "3", cwd=tmp_path),
+                   "unrecognized arguments: --epoch 3 (did you mean --epochs?)", "minirnn train --help")
+    one_line_error(minirnn_cli("evaluate", "rise.ts", "--model-dir", "run", "--batch", "3", cwd=tmp_path),
+                   "(did you mean --batch-size?)")
+    one_line_error(minirnn_cli("train", "rise.ts", "--model-dir=run", "--learning-rat=0.1", cwd=tmp_path),
+                   "unrecognized arguments: --learning-rat=0.1 (did you mean --learning-rate?)")
     assert not (tmp_path / "run").exists()                         # nothing was trained
+
+
+def test_a_csv_whose_ids_or_labels_are_read_as_numbers_gets_a_hint(tmp_path):
+    write_long_csv(tmp_path / "steps.csv")
+    one_line_error(minirnn_cli("train", "steps.csv", "--model-dir", "run", cwd=tmp_path),
+                   "line 2, column 'series': expected a finite number, got 's0'",
+                   "the first column 'series' is not numeric: if it names the sequences (one row per time step), "
+                   "give --id-column series")
+    one_line_error(minirnn_cli("train", "steps.csv", "--id-column", "series", "--model-dir", "run", cwd=tmp_path),
+                   "column 'activity'", "if column 'activity' holds the labels, give --label-column activity")
+    write_wide_csv(tmp_path / "wide.csv")
+    one_line_error(minirnn_cli("train", "wide.csv", "--label-column", "target", "--model-dir", "run", cwd=tmp_path),
+                   "if it names the sequences (one row per sequence), give --id-column name --csv-layout wide")
+    (tmp_path / "typo.csv").write_text("label,t0,t1\nx,1,2\ny,3,oops\nx,4,5\n")        # one bad cell: no hint
+    line = one_line_error(minirnn_cli("train", "typo.csv", "--label-column", "label", "--model-dir", "run",
+                                      cwd=tmp_path))
+    assert line.endswith("line 3, column 't1': expected a finite number, got 'oops'")
+    assert not (tmp_path / "run").exists()
 
 
 def test_help_lists_the_commands_and_the_demo(tmp_path):
     proc = minirnn_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for word in ("train", "evaluate", "predict", "export", "demo", "--steps STEPS", "Japanese Vowels"):
+    for word in ("train", "evaluate", "predict", "export", "info", "plot", "demo", "--steps STEPS", "Japanese Vowels"):
         assert word in proc.stdout
     proc = minirnn_cli("train", "--help", cwd=tmp_path)
     assert proc.returncode == 0 and "--id-column" in proc.stdout and "UEA/UCR" in proc.stdout
+    assert "--no-standardize" in proc.stdout and "--validation-split F" in proc.stdout and "--patience N" in proc.stdout
+
+
+def test_version(tmp_path):
+    import minirnn
+    proc = minirnn_cli("--version", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"minirnn {minirnn.__version__}\n", "")
+
+
+def test_a_closed_pipe_stops_quietly(tmp_path):
+    """`minirnn --help | head -1` and `minirnn predict ... | head -1`: the reader is gone, so the
+    output stops, with no BrokenPipeError traceback. Here the pipe's reading end is closed before
+    the command starts, so every write fails."""
+    write_ts(tmp_path / "rise.ts")
+    assert minirnn_cli("train", "rise.ts", "--model-dir", "run", "--steps", 1, "-q", cwd=tmp_path).returncode == 0
+    script = [sys.executable, "-P", "-c", "import sys; from minirnn.cli import main; sys.exit(main())"]  # `minirnn`
+    module = [sys.executable, "-P", "-m", "minirnn"]               # its --help adds the demo's options
+    for command in (script + ["--help"], module + ["--help"], script + ["train", "--help"], script + ["--version"],
+                    script + ["info", "--model-dir", "run"], script + ["predict", "rise.ts", "--model-dir", "run", "-q"]):
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            proc = subprocess.run(command, cwd=tmp_path, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+        finally:
+            os.close(write)
+        assert proc.stderr == "" and proc.returncode in (0, 1), (command, proc.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
