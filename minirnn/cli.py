@@ -1097,7 +1097,8 @@ def _plot_evaluation(path, settings, labels, values, metrics, source):
     ax.imshow(counts, cmap="Blues", vmin=0)
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
-    slanted = max(len(str(c)) for c in vocabulary) > 6 or k > 8
+    longest = max(len(str(c)) for c in vocabulary)
+    slanted = longest > 6 or (k > 8 and longest > 2)
     ax.set_xticklabels(vocabulary, rotation=45 if slanted else 0, ha="right" if slanted else "center")
     ax.set_yticklabels(vocabulary)
     ax.set_xlabel("predicted class")
@@ -1198,10 +1199,10 @@ def _plot(args):
                                label=f"{name} {metric}")
         lower.set_ylabel(" and ".join(others))
         lower.grid(alpha=0.3)
-        lower.legend(fontsize=8, loc="lower right")
+        lower.legend(fontsize=8, loc="best")
     panels[-1].set_xlabel("training step")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="best")
     _save_figure(fig, output, {"kind": "training", "training_loss_steps": len(losses),
                                "evaluations": {name: len(records) for name, records in evaluations.items()},
                                "metrics": others, "kept_step": kept})
