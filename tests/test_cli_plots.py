@@ -115,4 +115,5 @@ def test_without_matplotlib_plots_name_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)            # `import matplotlib` fails
     assert cli.main(["plot", "--model-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err == 'minirnn: error: plots need matplotlib: pip install "minirnn[plot]"\n'
+    assert err == ('minirnn: error: plots need matplotlib: pip install ".[plot]" in the minirnn checkout, or pip '
+                   'install matplotlib\n')
