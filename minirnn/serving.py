@@ -956,18 +956,32 @@ def _add_arguments(parser):
 
 
 def _listen(host, port):
+    """A listening socket, made here so that a taken port fails before the server starts and port 0
+    is known. Its protocol is IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY)
+    only on sockets that say so, and with it on a response written in two parts waits for the
+    client's delayed ACK (40 ms on Linux)."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.create_server((host, port), family=family, backlog=2048)
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             proto=socket.IPPROTO_TCP)[0]
+        sock = socket.socket(family, kind, proto)
     except OSError as error:
         raise ServeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
-    sock.set_inheritable(True)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
     return sock
 
 
-def run(args):
+def run(args, **uvicorn_options):
     """Run the server until SIGTERM or SIGINT; returns 0. Failures to start raise :class:`ServeError`
-    (a ValueError: the command line prints it as one ``minirnn: error:`` line)."""
+    (a ValueError: the command line prints it as one ``minirnn: error:`` line). ``uvicorn_options``
+    go to ``uvicorn.Config`` (``http="h11"``, ``loop="asyncio"``: what benchmarks/bench_serving.py
+    compares; the default "auto" takes httptools and uvloop when installed)."""
     try:
         import uvicorn
     except ImportError as error:
@@ -986,7 +1000,8 @@ def run(args):
                     server.name, server.max_batch_size, args.batch_timeout_micros)
 
     config = uvicorn.Config(App(server, started), lifespan="on", log_config=None, log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=args.drain_seconds, server_header=False)
+                            access_log=False, timeout_graceful_shutdown=args.drain_seconds, server_header=False,
+                            **uvicorn_options)
     uv = _server_class()(config)
     try:
         uv.run(sockets=[sock])
@@ -1035,7 +1050,7 @@ def _server_class():
     return Server
 
 
-def main(argv=None):
+def main(argv=None, **uvicorn_options):
     """``python -m minirnn.serving EXPORT_BASE ...`` (the same as ``minirnn serve``); returns the exit
     status: 0 after SIGTERM, 2 when it cannot start (one ``minirnn: error:`` line)."""
 
@@ -1054,7 +1069,7 @@ def main(argv=None):
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
         if args.quiet:
             handler.setLevel(logging.WARNING)
-        return run(args)
+        return run(args, **uvicorn_options)
     except (ValueError, OSError) as error:
         print(f"minirnn: error: {_one_line(error)}", file=sys.stderr)
         return 2
