@@ -24,7 +24,7 @@ _SUBMODULES = ("layers", "kernels", "feature_column", "inputs", "heads", "optimi
                "network", "features", "estimator", "contrib", "export", "checkpoint", "datasets")
 _ESTIMATOR_NAMES = {"RNNClassifier": "estimator", "RNNEstimator": "estimator", "RunConfig": "estimator",
                     "WarmStartSettings": "estimator", "load_exported": "export"}
-_LAZY_ONLY = ("sklearn", "onnx_export", "summary", "cli", "datafiles", "distributed", "cuda")
+_LAZY_ONLY = ("sklearn", "onnx_export", "summary", "cli", "datafiles", "distributed", "cuda", "serving")
 __all__ = ["RNNClassifier", "RNNEstimator", "RunConfig", "WarmStartSettings", "load_exported", *_SUBMODULES,
            *_LAZY_ONLY, "__version__"]
 

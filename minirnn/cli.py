@@ -37,7 +37,7 @@ from .errors import install_hint
 
 __all__ = ["main", "COMMANDS"]
 
-COMMANDS = ("train", "evaluate", "predict", "export", "info", "plot", "demo")
+COMMANDS = ("train", "evaluate", "predict", "export", "info", "plot", "serve", "warmup", "demo")
 CONFIG_FILE = "minirnn_cli.json"
 CONFIG_FORMAT = "minirnn-cli/1"
 FEATURE_KEY = "x"
@@ -66,6 +66,8 @@ examples:
   minirnn export --model-dir runs/walk
   minirnn info --model-dir runs/walk
   minirnn plot --model-dir runs/walk
+  minirnn serve runs/walk/export            # TF Serving's REST API on port 8501
+  minirnn warmup                            # compile the kernels once, e.g. in an image build
 
 'minirnn COMMAND --help' describes each command. 'minirnn demo' (or 'python -m minirnn' with no
 command) runs the built-in demo on the Japanese Vowels data.
@@ -305,10 +307,26 @@ def build_parser():
     plot.add_argument("-o", "--output", metavar="FILE.png", help="default MODEL_DIR/training.png")
     plot.set_defaults(run=_plot)
 
+    warmup = commands.add_parser(
+        "warmup", help="compile the kernels into the on-disk cache (for an image or CI build step)",
+        description=_wrap("Compile the Numba kernels that training and prediction use, for each cell type, and "
+                          "store them in the kernel cache, so that the first prediction and the first training "
+                          "step of a later process load them instead of compiling (seconds each). Run it once "
+                          "where the package is installed, e.g. in a container image's build. The cache is "
+                          "next to the installed package, or in NUMBA_CACHE_DIR when that is set."),
+        formatter_class=_Help)
+    warmup.add_argument("--cells", nargs="+", choices=CELL_TYPES, default=list(CELL_TYPES), metavar="CELL",
+                        help=f"cell types to compile (default all: {', '.join(CELL_TYPES)})")
+    warmup.add_argument("--inference-only", action="store_true",
+                        help="compile only what predicting needs (no training kernels)")
+    warmup.add_argument("-q", "--quiet", action="store_true", help="no log lines")
+    warmup.set_defaults(run=_warmup)
+    from . import serving                    # its HTTP stack is imported only when the server runs
+    serve = serving.add_parser(commands, formatter_class=_Help)
     commands.add_parser("demo", help="run the built-in demo (same as 'python -m minirnn'; 'minirnn demo --help')",
                         add_help=False)
     parser.commands = {"train": train, "evaluate": evaluate, "predict": predict, "export": export, "info": info,
-                       "plot": plot}
+                       "plot": plot, "serve": serve, "warmup": warmup}
     return parser
 
 
@@ -1220,6 +1238,39 @@ def _one_line(error):
     if isinstance(error, KeyError) and len(error.args) == 1:
         text = str(error.args[0])
     return " ".join(text.split())
+
+
+def _warmup(args):
+    """Train one step and predict with a tiny model of each cell type (float32, as the estimators
+    compute), in a temporary folder: every kernel either path calls is compiled and cached."""
+    import tempfile
+
+    import numpy as np
+
+    import minirnn
+    from minirnn import feature_column as fc
+    from minirnn.kernels import default_backend
+    from minirnn.network import Network
+    if default_backend() != "numba":
+        raise UsageError(f"the kernel backend is {default_backend()!r} (MINIRNN_BACKEND): nothing to compile")
+    x = np.random.default_rng(0).standard_normal((4, 3, 2)).astype(np.float32)
+    tokens = [[1, 2, 3], [4, 5, 6], [7, 8, 9], [3, 2, 1]]
+    with tempfile.TemporaryDirectory(prefix="minirnn_warmup_") as folder:
+        for cell in args.cells:
+            start = time.perf_counter()
+            columns = [fc.sequence_numeric_column("x", shape=2),
+                       fc.embedding_column(fc.sequence_categorical_column_with_identity("t", 10), 2)]
+            clf = minirnn.RNNClassifier(columns, units=[3], cell_type=cell, model_dir=os.path.join(folder, cell),
+                                        config=minirnn.RunConfig(random_seed=0, log_step_count_steps=None,
+                                                                 save_summary_steps=None))
+            batch = {"x": x, "t": tokens}
+            if args.inference_only:                  # the forward kernels alone, on initial weights
+                Network(columns, units=[3], cell_type=cell, seed=0).forward(batch)
+            else:
+                clf.train(lambda: (batch, np.arange(4) % 2), steps=1)
+                minirnn.load_exported(clf.export_saved_model(os.path.join(folder, cell, "export"))).predict(batch)
+            logger.info("%s: compiled and cached in %.1fs", cell, time.perf_counter() - start)
+    return 0
 
 
 def main(argv=None):

@@ -2,7 +2,7 @@
 
     facades   estimator, contrib, sklearn, cli, datafiles, demo, __main__
     (the package's __init__ holds only __version__ and lazy attributes: any module may import it)
-    runners   cuda, distributed.*;  serving: export, onnx_graph, onnx_export
+    runners   cuda, distributed.*;  serving: export, onnx_graph, onnx_export, serving (minirnn serve)
     core      errors, config, hooks, metrics, heads, optimizers, checkpoint, predictions, state,
               step, loop, summary
     model     sparse, inputs, feature_column, features, layers, model, network, datasets
@@ -36,7 +36,7 @@ MODULE_LAYER = {
     "minirnn.predictions": "core", "minirnn.state": "core", "minirnn.step": "core", "minirnn.loop": "core",
     "minirnn.summary": "core",
     "minirnn.cuda": "runners", "minirnn.distributed": "runners", "minirnn.export": "runners",
-    "minirnn.onnx_export": "runners", "minirnn.onnx_graph": "runners",
+    "minirnn.onnx_export": "runners", "minirnn.onnx_graph": "runners", "minirnn.serving": "runners",
     "minirnn": "root", "minirnn.estimator": "facades", "minirnn.contrib": "facades",
     "minirnn.sklearn": "facades", "minirnn.cli": "facades", "minirnn.datafiles": "facades",
     "minirnn.demo": "facades", "minirnn.__main__": "facades",

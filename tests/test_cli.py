@@ -501,3 +501,28 @@ def test_bom_missing_labels_and_memory_are_one_line(tmp_path):
                    "the label of sequence 's3' is missing ('nan')")
     one_line_error(minirnn_cli("train", "rise.ts", "--model-dir", "big", "--units", "200000,200000",
                                cwd=tmp_path), "out of memory")
+
+
+@pytest.mark.slow
+def test_warmup_fills_the_kernel_cache_that_a_later_prediction_loads(tmp_path):
+    """After `minirnn warmup`, a new process's first prediction loads its kernels from the cache:
+    Numba counts cache hits and no compilation (misses)."""
+    cache = tmp_path / "numba_cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), MINIRNN_PROGRESS="0")
+    env.pop("MINIRNN_BACKEND", None)
+    done = subprocess.run([sys.executable, "-P", "-m", "minirnn", "warmup", "--cells", "simple_rnn",
+                           "--inference-only"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "simple_rnn: compiled and cached" in done.stderr, done.stderr
+    assert any(cache.rglob("*.nbi"))
+    probe = ("import numpy as np, minirnn\n"
+             "from minirnn import feature_column as fc\n"
+             "from minirnn.kernels import simple_rnn\n"
+             "net = minirnn.network.Network([fc.sequence_numeric_column('x', shape=5)], units=[7],\n"
+             "                              cell_type='simple_rnn', seed=1)\n"
+             "net.forward({'x': np.ones((2, 4, 5), np.float32)})\n"
+             "stats = simple_rnn._forward_loop.stats\n"
+             "print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))")
+    done = subprocess.run([sys.executable, "-P", "-c", probe], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    hits, misses = map(int, done.stdout.split())
+    assert hits >= 1 and misses == 0, done.stdout + done.stderr
