@@ -1,6 +1,7 @@
-"""Training on a CUDA GPU: the model's weights, activations and optimizer state stay on the device.
+"""Training and inference on a CUDA GPU: the model's weights, activations and optimizer state stay
+on the device.
 
-Three pieces, built on the CUDA kernels in ``minirnn.kernels.*_cuda`` (Numba's CUDA target):
+Four pieces, built on the CUDA kernels in ``minirnn.kernels.*_cuda`` (Numba's CUDA target):
 
 - :func:`select_device` turns ``'cpu' | 'cuda' | 'auto'`` into ``'cpu'`` or ``'cuda'``;
 - :class:`DeviceModel` holds an :class:`~minirnn.model.RNNModel`'s weights and gradients as device
@@ -8,7 +9,10 @@ Three pieces, built on the CUDA kernels in ``minirnn.kernels.*_cuda`` (Numba's C
   logits and, for embedding columns, the input gradient);
 - :class:`DeviceTrainer` adds the optimizer (slots on the device, updates and gradient clipping in
   device kernels): the device of :func:`minirnn.step.train_step` for a :class:`~minirnn.network.Network`. Weights go
-  back to the host only when asked (:meth:`DeviceTrainer.pull`, before a checkpoint).
+  back to the host only when asked (:meth:`DeviceTrainer.pull`, before a checkpoint);
+- :class:`DeviceNetwork` is a network for evaluation and prediction whose recurrent model runs on
+  the device: the forward alone, with no gradient buffers, no dropout and no backward launch
+  (``evaluate``, ``predict`` and :func:`minirnn.export.load_exported` with a device).
 
 Per step the host sends the batch (x, mask, dropout masks drawn from the model's own generator, the
 logits gradient) and receives the logits; nothing else crosses. The feature layers (embedding
@@ -36,7 +40,8 @@ import numpy as np
 from .errors import install_hint
 from .model import stack_backward, stack_forward, tile_context
 
-__all__ = ["DEVICES", "select_device", "gpu_available", "trainer_for", "DeviceModel", "DeviceTrainer"]
+__all__ = ["DEVICES", "select_device", "gpu_available", "trainer_for", "predictor_for", "DeviceModel",
+           "DeviceTrainer", "DeviceNetwork"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +73,14 @@ def gpu_available():
     return False, "numba.cuda.is_available() is False (no CUDA driver or GPU)"
 
 
-def select_device(name):
+def select_device(name, purpose="training"):
     """``'cpu'`` or ``'cuda'`` for a ``RunConfig(device=...)`` value.
 
     - ``'cpu'``: the CPU.
     - ``'cuda'``: the GPU; a RuntimeError when Numba sees none. Under the CUDA simulator
       (``NUMBA_ENABLE_CUDASIM=1``) the simulated device is used (tests without a GPU).
-    - ``'auto'``: the GPU when Numba sees a real one, else the CPU with one INFO log line. The
-      simulator never counts for ``'auto'``.
+    - ``'auto'``: the GPU when Numba sees a real one, else the CPU with one INFO log line that says
+      what runs there (``purpose``). The simulator never counts for ``'auto'``.
     """
     if not isinstance(name, str) or name.lower() not in DEVICES:
         raise ValueError(f"device: expected one of {DEVICES}, got {name!r}")
@@ -97,7 +102,7 @@ def select_device(name):
                            "or use device='cpu' or 'auto'")
     if available:
         return "cuda"
-    logger.info("device='auto': no CUDA GPU (%s); training on the CPU", reason)
+    logger.info("device='auto': no CUDA GPU (%s); %s on the CPU", reason, purpose)
     return "cpu"
 
 
@@ -113,6 +118,18 @@ def trainer_for(device, data_parallel=False):
     return lambda state: DeviceTrainer(state.network, state.optimizer)
 
 
+def predictor_for(device, data_parallel=False):
+    """For ``RunConfig.device`` and ``load_exported(device=...)``: None (evaluation and prediction
+    run on the CPU), or :class:`DeviceNetwork`, which makes the device network from a
+    :class:`~minirnn.network.Network`. A missing GPU fails here, with the error training gives."""
+    if device == "cpu" or select_device(device, "evaluating and predicting") != "cuda":
+        return None
+    if data_parallel:
+        raise ValueError("RunConfig(device='cuda') with MPI data-parallel evaluation and prediction is not "
+                         "supported: use device='cpu' under mpiexec")
+    return DeviceNetwork
+
+
 def _kernels():
     from .kernels import cuda_common, gru_cuda, lstm_cuda, simple_rnn_cuda, updates_cuda
     return cuda_common, {"simple_rnn": simple_rnn_cuda, "lstm": lstm_cuda, "gru": gru_cuda}, updates_cuda
@@ -126,19 +143,21 @@ class DeviceModel:
     ----------
     model : a built RNNModel. Its host arrays are copied to the device now; :meth:`pull` copies the
         device weights back into them, :meth:`push` copies them to the device again.
+    gradients : False for evaluation and prediction: no gradient buffers are allocated, and
+        ``forward(training=True)`` and ``backward`` refuse.
 
     ``params`` (a list) and ``grads()`` are device arrays aligned with ``model.params()``. ``backward`` replaces
     the gradients (it does not accumulate across calls).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, gradients=True):
         cc, modules, _ = _kernels()
         model._require_built()
         self._cc, self._modules = cc, modules
         self.model = model
         self.dtype = np.dtype(model.dtype)
         self.params = [self._cc.to_device("param", np.ascontiguousarray(p)) for p in model.params()]
-        self._grads = [cc.zeros(tuple(p.shape), self.dtype) for p in self.params]
+        self._grads = [cc.zeros(tuple(p.shape), self.dtype) for p in self.params] if gradients else None
         self._cache = None
         self._final_states = None
 
@@ -169,7 +188,12 @@ class DeviceModel:
 
     def grads(self):
         """The device gradient arrays, aligned with ``params``."""
+        self._require_gradients("grads")
         return self._grads
+
+    def _require_gradients(self, what):
+        if self._grads is None:
+            raise RuntimeError(f"{what}: this DeviceModel is for inference (gradients=False)")
 
     # ---- forward / backward -------------------------------------------------------------------
 
@@ -188,6 +212,8 @@ class DeviceModel:
         (None: every step valid); initial_states: None or per layer a list of [B, units] arrays.
         """
         cc, model = self._cc, self.model
+        if training:
+            self._require_gradients("forward(training=True)")
         sequence, context, (B, T, Ds, Dc) = model.checked_inputs(sequence, mask, context, initial_states)
         if B == 0 or T == 0:
             raise ValueError(f"sequence input: empty batch or sequence (shape {sequence.shape})")
@@ -234,6 +260,7 @@ class DeviceModel:
         The device gradients ``grads()`` are replaced. Returns host (d_sequence, d_context) when
         ``need_input_grad``, else (None, None).
         """
+        self._require_gradients("backward")
         if self._cache is None:
             raise RuntimeError("backward needs a preceding forward(..., training=True)")
         cc, model = self._cc, self.model
@@ -274,6 +301,55 @@ class DeviceModel:
         d_x = dy.copy_to_host()
         d_context = d_x[:, :, Ds:].sum(axis=1) if Dc else None
         return d_x[:, :, :Ds], d_context
+
+
+class DeviceNetwork:
+    """A :class:`~minirnn.network.Network` for evaluation and prediction, its recurrent model run on
+    the GPU: what ``evaluate``, ``predict`` and an exported model with a device use in place of the
+    network.
+
+    The feature layers run on the host; per batch the host sends the model's input (and mask, and
+    initial states when given) and receives the logits and the final states. Only forward kernels
+    are launched: no dropout, no gradient buffers, nothing saved for a backward.
+
+    Parameters
+    ----------
+    network : a minirnn.network.Network (built). Its recurrent model's weights are copied to the
+        device when it is made; after they change on the host, :meth:`push` copies them again.
+    model : None, or a :class:`DeviceModel` of ``network.model`` to share (a
+        :class:`DeviceTrainer`'s, whose weights are the current ones while it trains).
+
+    ``model`` is the host model, as a Network's: its ``final_states`` are those of the last forward
+    (copied from the device), so the predictions that read them (TF1's ``rnn_cell_state_i``) work.
+
+    Example
+    -------
+    >>> logits, mask = DeviceNetwork(network).forward(features)     # as network.forward(features)
+    """
+
+    def __init__(self, network, model=None):
+        self.network = network
+        self.device_model = DeviceModel(network.model, gradients=False) if model is None else model
+        if self.device_model.model is not network.model:
+            raise ValueError("DeviceNetwork: model must be a DeviceModel of network.model")
+
+    @property
+    def model(self):
+        """The host :class:`~minirnn.model.RNNModel` (layers, dtype, return_sequences, final_states)."""
+        return self.network.model
+
+    def push(self):
+        """Copy the host model's weights to the device (after they changed on the host)."""
+        self.device_model.push()
+
+    def forward(self, features, training=False, initial_states=None):
+        """(logits, mask) as :meth:`minirnn.network.Network.forward` with ``training=False``."""
+        if training:
+            raise ValueError("DeviceNetwork runs inference only (training=False); train with a DeviceTrainer")
+        logits, mask = self.network.forward(features, training=False, initial_states=initial_states,
+                                            model=self.device_model)
+        self.network.model.final_states = self.device_model.final_states()
+        return logits, mask
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +458,10 @@ class DeviceTrainer:
             for host, dev in zip(self.optimizer._slots[self._n_host:], self._slots):
                 for k, d in dev.items():
                     host[k][...] = d.copy_to_host()
+
+    def inference_network(self):
+        """A :class:`DeviceNetwork` on this trainer's device weights (evaluation during training)."""
+        return DeviceNetwork(self.network, self.model)
 
     # ---- the step's device model (minirnn.step.train_step(..., device=trainer)) ---------------
 

@@ -72,6 +72,13 @@ def _device(device, runner):
     return trainer_for(device, data_parallel=runner is not Local)
 
 
+def _predictor(device, runner):
+    if device == "cpu":
+        return None
+    from .cuda import predictor_for              # numba.cuda is imported only for a GPU
+    return predictor_for(device, data_parallel=runner is not Local)
+
+
 class EstimatorSpec(namedtuple("EstimatorSpec", ["mode", "predictions", "loss", "train_op", "eval_metric_ops"])):
     """What :attr:`_Estimator.model_fn` returns for one batch (TF's EstimatorSpec, values not tensors)."""
 
@@ -118,7 +125,8 @@ class _Estimator:
                                 warm_start_from, self._initial_states, self._prediction_options(),
                                 self._metric_names,        # builds the network: validates columns and cells now
                                 runner=functools.partial(runner_for, self._config.distribute),
-                                device=functools.partial(_device, self._config.device))
+                                device=functools.partial(_device, self._config.device),
+                                predictor=functools.partial(_predictor, self._config.device))
 
     def _is_chief(self):
         """Whether this process writes model_dir and logs: always on one process, rank 0 under MPI."""
@@ -246,7 +254,8 @@ class _Estimator:
     def evaluate(self, input_fn, steps=None, hooks=None, checkpoint_path=None, name=None, exact_auc=False):
         """Metrics over the batches of ``input_fn`` (all, or the first ``steps``): TF's keys plus
         ``global_step``; also appended as a JSON line to ``eval_dir(name)/metrics.jsonl``.
-        ``exact_auc=True`` computes AUCs exactly instead of with TF's 200 thresholds."""
+        ``exact_auc=True`` computes AUCs exactly instead of with TF's 200 thresholds. With
+        ``RunConfig(device='cuda')`` the recurrent model runs on the GPU (docs/cuda.md)."""
         _check_steps("steps", steps)
         hooks = check_hooks(hooks)
         net, step = self._session.network_for(checkpoint_path, self._not_fitted_error)
@@ -268,7 +277,8 @@ class _Estimator:
                 trim_sequences=False):
         """Yield predictions: one dict per example (TF's keys), or per batch with
         ``yield_single_examples=False``. With ``return_sequences``, per-step outputs are padded to the
-        batch's length plus the mask key, or cut to each example's own length with ``trim_sequences``."""
+        batch's length plus the mask key, or cut to each example's own length with ``trim_sequences``.
+        With ``RunConfig(device='cuda')`` the recurrent model runs on the GPU (docs/cuda.md)."""
         hooks = check_hooks(hooks)
         if isinstance(predict_keys, str):
             predict_keys = [predict_keys]

@@ -198,11 +198,26 @@ def write_bundle(export_dir_base, spec, variables, asset_files=(), assets_extra=
 
 class ExportedModel:
     """A loaded bundle: ``predict(features)``, ``classify``/``regress`` (as the signatures allow) or
-    ``signature(name)(features)``. ``signatures`` lists the names; ``spec`` is the JSON spec."""
+    ``signature(name)(features)``. ``signatures`` lists the names; ``spec`` is the JSON spec.
+    ``device`` is where predictions and ``evaluate`` run the recurrent model: 'cpu' or 'cuda' (see
+    :func:`load_exported`)."""
 
-    def __init__(self, path, spec, network, head, state=None):
+    def __init__(self, path, spec, network, head, state=None, predictor=None):
         self.path, self.spec, self._network, self._head, self._state = path, spec, network, head, state
         self.signatures = sorted(spec["signatures"])
+        self.device = "cpu" if predictor is None else "cuda"
+        # (global step, the network on the device): its weights are copied again after train() changed them
+        self._on_device = None if predictor is None else (self.global_step, predictor(network))
+
+    def _serving_network(self):
+        """The network predictions run: the host one, or its copy on the device (current weights)."""
+        if self._on_device is None:
+            return self._network
+        step, on_device = self._on_device
+        if step != self.global_step:
+            on_device.push()
+            self._on_device = (self.global_step, on_device)
+        return on_device
 
     def __repr__(self):
         return (f"ExportedModel({self.path!r}, estimator={self.spec.get('estimator')!r}, "
@@ -232,7 +247,7 @@ class ExportedModel:
 
         def call(inputs):
             features = self._features(inputs)
-            preds, _ = predict_batch(self.spec["kind"], self._head, self._network, features,
+            preds, _ = predict_batch(self.spec["kind"], self._head, self._serving_network(), features,
                                      self.spec.get("sequence_mask", "sequence_mask"), self.spec.get("options"))
             return _select(sig, preds)
         return call
@@ -251,7 +266,7 @@ class ExportedModel:
             raise ValueError("this export has no 'eval' mode: export it with experimental_export_all_saved_models("
                              "base, {'infer': None, 'eval': None})")
         features = self._features(inputs)
-        net = self._network
+        net = self._serving_network()
         initial = initial_states_from_features(net.model, features) if self.spec["kind"] == "dynamic_rnn" else None
         logits, mask = net.forward(features, training=False, initial_states=initial)
         evaluator = self._head.metrics()
@@ -263,8 +278,8 @@ class ExportedModel:
 
     def train(self, inputs, labels):
         """One training step on a batch (exports that include the 'train' mode, which hold the
-        optimizer's state): the weights and optimizer state change in memory, and predictions use
-        them. Returns the step's loss."""
+        optimizer's state), on the CPU: the weights and optimizer state change in memory, and
+        predictions use them (on the device too: it gets the new weights). Returns the step's loss."""
         if self._state is None:
             raise ValueError("this export has no 'train' mode: export it with export_saved_model(base, "
                              "experimental_mode='train')")
@@ -294,12 +309,28 @@ class ExportedModel:
 MAX_BYTES = 2 ** 31
 
 
-def load_exported(path, custom_objects=None, max_bytes=MAX_BYTES):
+def load_exported(path, custom_objects=None, max_bytes=MAX_BYTES, device="cpu"):
     """Load an exported bundle (the path ``export_saved_model`` returned) into an :class:`ExportedModel`.
 
     The bundle is untrusted: model.h5's variables are listed (not read) first and must total at most
     ``max_bytes`` (default 2 GiB), the network spec.json describes may have no more weights than
-    model.h5 holds, and every variable's shape is checked before its values are read."""
+    model.h5 holds, and every variable's shape is checked before its values are read.
+
+    ``device``: where predictions (and ``evaluate``) run the recurrent model. 'cpu' (the default);
+    'cuda', an NVIDIA GPU through Numba (:mod:`minirnn.cuda`): the weights are copied there once,
+    and a RuntimeError, raised before the bundle is read, says when there is no usable GPU; 'auto',
+    the GPU when Numba sees one, else the CPU with one log line. The feature columns and the head
+    run on the host; the predictions equal the CPU's within float rounding. ``train`` runs on the CPU.
+
+    Example
+    -------
+    >>> model = load_exported(path, device="auto")          # the GPU if there is one
+    >>> model.predict(features)                             # a features dict of a batch
+    """
+    predictor = None
+    if device != "cpu":
+        from .cuda import predictor_for                 # numba.cuda is imported only for a GPU
+        predictor = predictor_for(device)
     import h5py
     from .network import Network
     path = os.fsdecode(path)
@@ -335,7 +366,7 @@ def load_exported(path, custom_objects=None, max_bytes=MAX_BYTES):
             params[name][...] = value
         if "train" in spec.get("modes", []):
             state = _training_state(path, f, spec, network)
-    return ExportedModel(path, spec, network, head, state)
+    return ExportedModel(path, spec, network, head, state, predictor)
 
 
 def _variables(path, f, shapes, required):

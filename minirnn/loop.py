@@ -9,7 +9,8 @@ the end, and loads any checkpoint for evaluation or prediction. Its loops call
 What differs between one process and several goes through a runner: :class:`Local` here, or the MPI
 runner (:class:`minirnn.distributed.Context`), which splits each batch between ranks, reduces the
 gradients, broadcasts the state from rank 0 and gathers metrics and predictions. A GPU
-(:class:`minirnn.cuda.DeviceTrainer`) is the step's ``device``. The estimators
+(:class:`minirnn.cuda.DeviceTrainer`) is the step's ``device``; evaluation and prediction run their
+network's forward there too (:class:`minirnn.cuda.DeviceNetwork`). The estimators
 (:mod:`minirnn.estimator`, :mod:`minirnn.contrib`) are facades over a Session.
 """
 
@@ -117,11 +118,14 @@ class Session:
         several data-parallel ranks); Local by default
     device : callable(runner) -> None (the training steps run on the CPU), or a callable(state) making
         their device model (a GPU runner's DeviceTrainer); it fails for a missing GPU
+    predictor : callable(runner) -> None (evaluation and prediction run on the CPU), or a
+        callable(network) making a network whose forward runs on a device, with ``push()`` to copy
+        changed weights there (a GPU runner's DeviceNetwork); it fails for a missing GPU
     """
 
     def __init__(self, model_dir, config, head, sequence_columns, context_columns, net_args, optimizer, spec,
                  kind="rnn", warm_start_from=None, initial_states=None, prediction_options=None,
-                 metric_names=None, runner=None, device=None):
+                 metric_names=None, runner=None, device=None, predictor=None):
         self.model_dir, self.config, self.head = model_dir, config, head
         self.sequence_columns, self.context_columns = list(sequence_columns), list(context_columns)
         self.net_args, self.kind, self.spec = net_args, kind, spec
@@ -131,6 +135,9 @@ class Session:
         self._optimizer_arg = optimizer
         self.runner = runner or (lambda: Local)
         self._device_for = device or (lambda runner: None)
+        self._predictor_for = predictor or (lambda runner: None)
+        self._predictor = None        # the predictor's result, once asked (False: the CPU)
+        self._on_device = None        # (network, weights version, its device network): the last one made
         self.state = TrainState(self.new_network(), copy.deepcopy(opt.get(optimizer)))   # validates now
         self.source = None            # ckpt.identity() of the checkpoint the state holds
         self.device = None            # the device model while train() runs on a GPU
@@ -320,12 +327,48 @@ class Session:
                 for hook in hooks:
                     hook.end(facade)
 
+    # ---- the network evaluation and prediction run ---------------------------------------------
+
+    def inference_network(self, network):
+        """``network``, or with a predictor (``RunConfig(device='cuda')``) the same network with its
+        forward on the device.
+
+        While train() runs on a GPU, the state's network is served from the trainer's device weights
+        (the host ones are those of the last checkpoint). Otherwise the device copy of the weights is
+        kept from batch to batch and call to call while they cannot have changed (the same network
+        and, for the state's, the same global step and checkpoint), and copied again when they may
+        have (after training, after a newer checkpoint was read, for weights no checkpoint holds).
+        """
+        if network is self.state.network and self.device is not None:
+            return self.device.inference_network()
+        if self._predictor is None:
+            self._predictor = self._predictor_for(self.runner()) or False
+        if not self._predictor:
+            return network
+        if network is not self.state.network:
+            version = None                            # loaded from a checkpoint for this call: never changed
+        elif self.source is not None:
+            version = (self.state.global_step, self.source)
+        else:
+            version = object()                        # fresh, warm-started or unsaved weights: always copy
+        if self._on_device is not None and self._on_device[0] is network:
+            on_device = self._on_device[2]
+            if self._on_device[1] != version:
+                on_device.push()
+        else:
+            on_device = self._predictor(network)
+        self._on_device = (network, version, on_device)
+        return on_device
+
     # ---- evaluate ------------------------------------------------------------------------------
 
     def evaluate(self, network, input_fn, steps, exact_auc=False, hooks=()):
         """Metrics over the batches (float32 values); hooks see each batch as a step and may stop."""
+        self.inference_network(network)               # a missing GPU fails before any batch is read
+
         def evaluate(evaluator, features, labels):
-            return evaluate_batch(network, self.head, evaluator, features, labels, self.initial_states)
+            return evaluate_batch(self.inference_network(network), self.head, evaluator, features, labels,
+                                  self.initial_states)
         evaluator = self.runner().evaluate(lambda: self.head.metrics(exact_auc), self.seeded(input_fn), steps, hooks,
                                            evaluate)
         return {k: np.float32(v) for k, v in self.metric_names(evaluator.result()).items()}
@@ -350,11 +393,18 @@ class Session:
     # ---- predict -------------------------------------------------------------------------------
 
     def predict_batch(self, network, features):
-        return predict_batch(self.kind, self.head, network, features, self.mask_key, self.prediction_options)
+        return predict_batch(self.kind, self.head, self.inference_network(network), features, self.mask_key,
+                             self.prediction_options)
 
     def predictions(self, network, input_fn, predict_keys, yield_single_examples, trim_sequences, hooks, facade):
-        """Prediction dicts per example or per batch; hooks see each batch as a step (loss None)."""
+        """Prediction dicts per example or per batch; hooks see each batch as a step (loss None).
+        A missing GPU fails here, before the first batch is asked for."""
         check_hooks(hooks)
+        self.inference_network(network)
+        return self._predictions(network, input_fn, predict_keys, yield_single_examples, trim_sequences, hooks,
+                                 facade)
+
+    def _predictions(self, network, input_fn, predict_keys, yield_single_examples, trim_sequences, hooks, facade):
         for hook in hooks:
             hook.begin(facade)
         try:

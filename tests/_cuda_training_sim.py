@@ -275,3 +275,170 @@ def test_estimator_trains_on_the_device_and_its_checkpoints_serve_the_cpu(tmp_pa
     np.testing.assert_allclose(p_gpu, p_cpu, atol=1e-6)
     resumed.train(numpy_input_fn({"x": x}, y, batch_size=6, shuffle=False, num_epochs=None), steps=1)
     assert resumed.latest_checkpoint().endswith("model.ckpt-4.h5")
+
+
+# ---- evaluation and prediction on the device ------------------------------------------------
+
+def test_device_network_forward_matches_the_cpu_and_has_no_gradient_buffers():
+    from minirnn.cuda import DeviceNetwork
+    sequence = [fc.embedding_column(fc.sequence_categorical_column_with_identity("tok", 12), 3),
+                fc.sequence_numeric_column("x", shape=(2,))]
+    net = Network(sequence, [fc.numeric_column("n")], units=[4, 3], cell_type=["lstm", "gru"], logits_dimension=2,
+                  return_sequences=True, dropout_keep_probabilities=[0.5, 0.5, 0.5], seed=2, dtype="float64")
+    on_device = DeviceNetwork(net)
+    assert on_device.model is net.model and on_device.device_model._grads is None
+    rng = np.random.default_rng(0)
+    init = [[rng.standard_normal((3, 4)), rng.standard_normal((3, 4))], [rng.standard_normal((3, 3))]]
+    rng_state = net.model.rng.bit_generator.state
+    for states in (None, init):
+        logits, mask = net.forward(FEATURES, initial_states=states)
+        final = net.model.final_states
+        net.model.final_states = None
+        logits_d, mask_d = on_device.forward(FEATURES, initial_states=states)
+        np.testing.assert_allclose(logits_d, logits, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(mask_d, mask)
+        for s, s_d in zip(sum(final, []), sum(net.model.final_states, [])):
+            np.testing.assert_allclose(s_d, s, rtol=1e-12, atol=1e-12)
+    assert net.model.rng.bit_generator.state == rng_state            # inference draws no dropout mask
+    with pytest.raises(ValueError, match="inference only"):
+        on_device.forward(FEATURES, training=True)
+    with pytest.raises(RuntimeError, match="gradients=False"):
+        on_device.device_model.forward(*net.sequence.forward(FEATURES), net.context.forward(FEATURES), training=True)
+    with pytest.raises(RuntimeError, match="gradients=False"):
+        on_device.device_model.backward(np.zeros((3, 4, 2)))
+    with pytest.raises(RuntimeError, match="gradients=False"):
+        on_device.device_model.grads()
+    with pytest.raises(ValueError, match="DeviceModel of network.model"):
+        DeviceNetwork(net, DeviceModel(_network("gru", "float64").model, gradients=False))
+
+
+def _sequences(n, seed=3):
+    rng = np.random.default_rng(seed)
+    x = [rng.normal(size=(int(k), 2)).astype(np.float32) for k in rng.integers(1, 5, n)]
+    return x, np.array([int(s[:, 0].sum() > 0) for s in x])
+
+
+def _classifier(model_dir, device, **kwargs):
+    import minirnn
+    return minirnn.RNNClassifier([fc.sequence_numeric_column("x", shape=2)], units=[3], cell_type="gru",
+                                 optimizer="Adam", model_dir=model_dir,
+                                 config=minirnn.RunConfig(random_seed=0, device=device, save_summary_steps=None,
+                                                          log_step_count_steps=None), **kwargs)
+
+
+def _probabilities(est, x, **kwargs):
+    from minirnn.inputs import numpy_input_fn
+    return np.concatenate([p["probabilities"] for p in est.predict(numpy_input_fn({"x": x}, batch_size=3,
+                                                                                  shuffle=False),
+                                                                   yield_single_examples=False, **kwargs)])
+
+
+def test_estimator_evaluates_and_predicts_on_the_device_never_with_stale_weights(tmp_path):
+    """evaluate/predict with RunConfig(device='cuda') equal the CPU's, from the first call and after
+    the weights changed: trained by another estimator (a newer checkpoint), trained on the device,
+    and trained while a predict generator is open."""
+    from minirnn.inputs import numpy_input_fn
+    x, y = _sequences(6)
+    train_fn = numpy_input_fn({"x": x}, y, batch_size=3, shuffle=False, num_epochs=None)
+    eval_fn = numpy_input_fn({"x": x}, y, batch_size=3, shuffle=False)
+    cpu, gpu = _classifier(tmp_path, "cpu"), _classifier(tmp_path, "cuda")
+    cpu.train(train_fn, steps=1)
+
+    def same(step):
+        metrics, metrics_d = cpu.evaluate(eval_fn), gpu.evaluate(eval_fn)
+        assert metrics_d["global_step"] == metrics["global_step"] == step
+        for key in metrics:
+            assert metrics_d[key] == pytest.approx(metrics[key], rel=1e-5, abs=1e-6), key
+        np.testing.assert_allclose(_probabilities(gpu, x), _probabilities(cpu, x), rtol=1e-5, atol=1e-6)
+
+    same(1)
+    on_device = gpu._session._on_device[2]
+    assert type(on_device).__name__ == "DeviceNetwork"
+    cpu.train(train_fn, steps=1)                       # a newer checkpoint, written by another estimator
+    same(2)
+    assert gpu._session._on_device[2] is on_device       # the same device buffers, the new weights pushed
+    gpu.train(train_fn, steps=1)                        # trained on the device
+    same(3)
+    stream = gpu.predict(numpy_input_fn({"x": x}, batch_size=3, shuffle=False), yield_single_examples=False)
+    first = next(stream)["probabilities"]
+    gpu.train(train_fn, steps=1)                        # the next batch uses the newer weights, as on the CPU
+    second = next(stream)["probabilities"]
+    np.testing.assert_allclose(second, _probabilities(cpu, x)[3:], rtol=1e-5, atol=1e-6)
+    same(4)
+    # a checkpoint_path is loaded into a network of its own, on the device too
+    np.testing.assert_allclose(_probabilities(gpu, x, checkpoint_path=str(tmp_path / "model.ckpt-2.h5")),
+                               _probabilities(cpu, x, checkpoint_path=str(tmp_path / "model.ckpt-2.h5")),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_during_device_training_uses_the_device_weights(tmp_path):
+    """A hook evaluating while train() runs on the GPU (EarlyStoppingHook's _evaluate_in_memory)
+    sees the weights of the steps taken, which live on the device until the next checkpoint."""
+    from minirnn.hooks import SessionRunHook
+    from minirnn.inputs import numpy_input_fn
+    x, y = _sequences(6)
+    eval_fn = numpy_input_fn({"x": x}, y, batch_size=6, shuffle=False)
+
+    class Record(SessionRunHook):
+        def __init__(self):
+            self.losses = []
+
+        def begin(self, estimator):
+            self.estimator = estimator
+
+        def after_step(self, step, loss):
+            self.losses.append(float(self.estimator._evaluate_in_memory(eval_fn)["loss"]))
+
+    losses = {}
+    for device in ("cpu", "cuda"):
+        hook = Record()
+        _classifier(tmp_path / device, device).train(numpy_input_fn({"x": x}, y, batch_size=3, shuffle=False,
+                                                                    num_epochs=None), steps=2, hooks=[hook])
+        losses[device] = hook.losses
+    assert losses["cuda"][0] != losses["cuda"][1]
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-5)
+
+
+def test_dynamic_rnn_predictions_and_states_on_the_device(tmp_path):
+    import minirnn
+    from minirnn.contrib import DynamicRnnEstimator, PredictionType, ProblemType
+    x = [np.random.default_rng(k).normal(size=k + 2).astype(np.float32) for k in range(4)]
+
+    def make(device):
+        return DynamicRnnEstimator(ProblemType.LINEAR_REGRESSION, PredictionType.SINGLE_VALUE,
+                                   [fc.sequence_numeric_column("x")], num_units=[3, 2], cell_type="lstm",
+                                   model_dir=str(tmp_path), config=minirnn.RunConfig(random_seed=0, device=device))
+    cpu, gpu = make("cpu"), make("cuda")
+    cpu.fit(x=x, y=np.array([s.mean() for s in x]), steps=1)
+    want, got = cpu.predict(x=x, as_iterable=False), gpu.predict(x=x, as_iterable=False)
+    assert sorted(got) == sorted(want) == ["rnn_cell_state_0", "rnn_cell_state_1", "rnn_cell_state_2",
+                                           "rnn_cell_state_3", "scores"]
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    states = {k: v for k, v in want.items() if k.startswith("rnn_cell_state_")}     # fed back: initial states
+    fed_cpu = cpu.predict(input_fn=lambda: {"x": x, **states}, as_iterable=False)
+    fed_gpu = gpu.predict(input_fn=lambda: {"x": x, **states}, as_iterable=False)
+    assert not np.allclose(fed_cpu["scores"], want["scores"])
+    for key in fed_cpu:
+        np.testing.assert_allclose(fed_gpu[key], fed_cpu[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_exported_model_predicts_on_the_device(tmp_path):
+    from minirnn.export import load_exported
+    from minirnn.inputs import numpy_input_fn
+    x, y = _sequences(4)
+    est = _classifier(tmp_path / "m", "cpu")
+    est.train(numpy_input_fn({"x": x}, y, batch_size=4, shuffle=False, num_epochs=None), steps=1)
+    path = est.export_saved_model(str(tmp_path / "export"), experimental_mode="train")
+    cpu, gpu = load_exported(path), load_exported(path, device="cuda")
+    assert (cpu.device, gpu.device) == ("cpu", "cuda")
+    features = {"x": x}
+    for _ in range(2):
+        want, got = cpu.predict(features), gpu.predict(features)
+        assert sorted(got) == sorted(want)
+        for key in ("logits", "probabilities"):
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        np.testing.assert_array_equal(got["classes"], want["classes"])
+        for model in (cpu, gpu):                         # on the CPU; the device gets the new weights
+            model.train(features, y)
+    assert gpu.global_step == cpu.global_step == 3

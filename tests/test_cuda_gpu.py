@@ -1,4 +1,5 @@
-"""The CUDA kernels and device training on a real GPU, at sizes the simulator cannot run.
+"""The CUDA kernels, device training and device inference on a real GPU, at sizes the simulator
+cannot run.
 
 Skipped unless Numba sees a real CUDA GPU (the simulator does not count). Default block sizes;
 float32 against the float64 NumPy reference.
@@ -78,3 +79,26 @@ def test_device_model_matches_cpu_model_float32():
     for g, g_d in zip(cpu.grads(), device.grads()):
         scale = max(np.abs(g).max(), 1e-6)
         np.testing.assert_allclose(g_d.copy_to_host() / scale, g / scale, atol=1e-4)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_device_network_matches_cpu_network_float32(return_sequences):
+    from minirnn import feature_column as fc
+    from minirnn.cuda import DeviceNetwork
+    from minirnn.network import Network
+    rng = np.random.default_rng(4)
+    B, T = 48, 25
+    lengths = rng.integers(1, T + 1, size=B)
+    features = {"x": [rng.standard_normal((n, 16)).astype(np.float32) for n in lengths]}
+    net = Network([fc.sequence_numeric_column("x", shape=16)], units=[64, 32], cell_type=["lstm", "gru"],
+                  logits_dimension=4, return_sequences=return_sequences, dropout_keep_probabilities=[0.8] * 3,
+                  seed=5)
+    logits, mask = net.forward(features)
+    final = [list(s) for s in net.model.final_states]
+    on_device = DeviceNetwork(net)
+    logits_d, mask_d = on_device.forward(features)
+    np.testing.assert_array_equal(mask_d, mask)
+    np.testing.assert_allclose(logits_d, logits, rtol=1e-4, atol=1e-4)
+    for states, states_d in zip(final, net.model.final_states):
+        for s, s_d in zip(states, states_d):
+            np.testing.assert_allclose(s_d, s, rtol=1e-4, atol=1e-4)

@@ -66,3 +66,46 @@ def test_runconfig_device(tmp_path, caplog):
     assert any("training on the CPU" in r.getMessage() for r in caplog.records)
     assert (tmp_path / "auto" / "model.ckpt-1.h5").exists()
     assert not (tmp_path / "cuda").exists()               # refused before anything was written
+
+
+def test_inference_device_without_a_gpu(tmp_path, caplog):
+    """evaluate/predict with RunConfig(device='cuda') and load_exported(device='cuda') refuse a
+    missing GPU with the training path's error, before reading any batch; 'auto' runs on the CPU."""
+    import numpy as np
+    import minirnn
+    from numba import config
+    from minirnn import feature_column as fc
+    from minirnn.cuda import gpu_available
+    from minirnn.export import load_exported
+    from minirnn.inputs import numpy_input_fn
+    if config.ENABLE_CUDASIM or gpu_available()[0]:
+        pytest.skip("a GPU (or the simulator) is present: the no-GPU rules do not apply")
+    x, y = [np.ones((3, 1), np.float32), np.zeros((2, 1), np.float32)], np.array([1, 0])
+
+    def estimator(device):
+        return minirnn.RNNClassifier([fc.sequence_numeric_column("x")], units=[2], model_dir=tmp_path / "m",
+                                     config=minirnn.RunConfig(device=device, save_summary_steps=None))
+    cpu = estimator("cpu")
+    cpu.train(numpy_input_fn({"x": x}, y, shuffle=False), steps=1)
+    path = cpu.export_saved_model(str(tmp_path / "export"))
+
+    def never():
+        raise AssertionError("input_fn called")
+    gpu = estimator("cuda")
+    with pytest.raises(RuntimeError, match="device='cuda' but no CUDA GPU"):
+        gpu.evaluate(never)
+    with pytest.raises(RuntimeError, match="device='cuda' but no CUDA GPU"):
+        gpu.predict(never)                               # at the call, not at the first next()
+    with pytest.raises(RuntimeError, match="device='cuda' but no CUDA GPU"):
+        load_exported(path, device="cuda")
+    with pytest.raises(ValueError, match="expected one of"):
+        load_exported(path, device="gpu")
+    want = load_exported(path).predict({"x": x})
+    with caplog.at_level(logging.INFO, logger="minirnn.cuda"):
+        auto = load_exported(path, device="auto")
+        metrics = estimator("auto").evaluate(numpy_input_fn({"x": x}, y, shuffle=False))
+    assert auto.device == "cpu" and load_exported(path).device == "cpu"
+    np.testing.assert_array_equal(auto.predict({"x": x})["probabilities"], want["probabilities"])
+    assert metrics["loss"] == cpu.evaluate(numpy_input_fn({"x": x}, y, shuffle=False))["loss"]
+    assert [r.getMessage().endswith("evaluating and predicting on the CPU") for r in caplog.records
+            if r.name == "minirnn.cuda"] == [True, True]
