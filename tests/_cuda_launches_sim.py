@@ -1,6 +1,9 @@
 """The kernel launches of device training and prediction, recorded under Numba's CUDA simulator,
 against the kernel modules' ``launched_kernels(dtype)`` lists (which ``test_cuda_ptx.py`` compiles
 for real GPUs): every kernel launched, with the argument types it is launched with, must be listed.
+Inference (``DeviceNetwork``, the estimators' evaluate and predict with ``device='cuda'``, an
+exported model loaded with ``device='cuda'``) must launch forward kernels only: no backward step,
+no gradient reduction, no optimizer update.
 
 Not collected on its own: ``test_cuda_ptx.py`` runs it in a subprocess with
 ``NUMBA_ENABLE_CUDASIM=1`` (see ``_cuda_subprocess.py``).
@@ -24,7 +27,7 @@ from numba.cuda.simulator.kernel import FakeCUDAKernel  # noqa: E402
 
 from minirnn import feature_column as fc  # noqa: E402
 from minirnn import optimizers as O  # noqa: E402
-from minirnn.cuda import DeviceTrainer  # noqa: E402
+from minirnn.cuda import DeviceNetwork, DeviceTrainer  # noqa: E402
 from minirnn.heads import MultiClassHead  # noqa: E402
 from minirnn.kernels import cuda_common as cc  # noqa: E402
 from minirnn.network import Network  # noqa: E402
@@ -72,6 +75,19 @@ def _listed(dtype):
     return listed
 
 
+def _assert_listed(seen, dtype):
+    missing = seen - _listed(dtype)
+    assert not missing, "launched but not in any launched_kernels(%s):\n%s" % (
+        dtype, "\n".join(f"{name}{types}" for name, types in sorted(missing, key=str)))
+
+
+TRAINING_ONLY = ("backward", "updates_cuda.", "col_sum", "_transpose")    # BPTT, dbias, U^T, the optimizer
+
+
+def _training_only(seen):
+    return sorted({name for name, _ in seen if any(part in name for part in TRAINING_ONLY)})
+
+
 def _train(seq_cell, units, dtype, optimizer, embedding=True, steps=1):
     sequence = [fc.sequence_numeric_column("x", shape=(2,))]
     if embedding:                                # host gradients besides the device ones
@@ -96,6 +112,52 @@ def test_every_launch_is_listed(launches, dtype):
                                  (O.Momentum(0.1, use_nesterov=True), False), (O.Adagrad(0.1), False),
                                  (O.RMSProp(0.01, momentum=0.5, centered=True), False), (O.Ftrl(0.1), False)]:
         _train(["simple_rnn"], [2], dtype, optimizer, embedding)
-    missing = launches - _listed(dtype)
-    assert not missing, "launched but not in any launched_kernels(%s):\n%s" % (
-        dtype, "\n".join(f"{name}{types}" for name, types in sorted(missing, key=str)))
+    _assert_listed(launches, dtype)
+    trained = _training_only(launches)           # what the inference tests look for does exist
+    assert all(any(part in name for name in trained) for part in TRAINING_ONLY), trained
+
+
+# ---- inference ------------------------------------------------------------------------------
+
+def _check_inference(seen, dtype):
+    assert seen, "nothing was launched: inference did not run on the device"
+    _assert_listed(seen, dtype)
+    assert not _training_only(seen), f"inference launched training kernels: {_training_only(seen)}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_inference_launches_are_listed_and_forward_only(launches, dtype):
+    sequence = [fc.embedding_column(fc.sequence_categorical_column_with_identity("tok", 12), 2),
+                fc.sequence_numeric_column("x", shape=(2,))]
+    for return_sequences in (False, True):
+        net = Network(sequence, units=[3, 2, 3, 2], cell_type=["simple_rnn", "lstm", "gru", "gru"],
+                      cell_options=[None, None, None, {"reset_after": False}], logits_dimension=3, seed=1,
+                      dropout_keep_probabilities=[0.9] * 5, return_sequences=return_sequences, dtype=dtype)
+        on_device = DeviceNetwork(net)
+        on_device.forward(FEATURES)
+        states = [[np.ones((3, n), dtype)] * k for n, k in zip([3, 2, 3, 2], [1, 2, 1, 1])]
+        on_device.forward(FEATURES, initial_states=states)
+        assert on_device.device_model._grads is None               # no gradient buffers allocated
+    _check_inference(launches, dtype)
+
+
+def test_estimator_and_export_inference_launches_are_forward_only(launches, tmp_path):
+    import minirnn
+    from minirnn.export import load_exported
+    from minirnn.inputs import numpy_input_fn
+    x = FEATURES["x"]
+
+    def estimator(device):
+        return minirnn.RNNClassifier([fc.sequence_numeric_column("x", shape=2)], n_classes=3, units=[2],
+                                     cell_type="lstm", model_dir=tmp_path / "m",
+                                     config=minirnn.RunConfig(random_seed=0, device=device, save_summary_steps=None))
+    cpu = estimator("cpu")
+    cpu.train(numpy_input_fn({"x": x}, LABELS, shuffle=False, num_epochs=None), steps=1)
+    path = cpu.export_saved_model(str(tmp_path / "export"))
+    assert not launches                                            # trained on the CPU
+    gpu = estimator("cuda")
+    gpu.evaluate(numpy_input_fn({"x": x}, LABELS, shuffle=False))
+    list(gpu.predict(numpy_input_fn({"x": x}, shuffle=False)))
+    assert gpu._session._on_device[2].device_model._grads is None
+    load_exported(path, device="cuda").predict({"x": x})
+    _check_inference(launches, "float32")

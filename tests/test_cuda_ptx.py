@@ -11,7 +11,8 @@ assembled by ``ptxas`` when one is found (the ``cuda`` extra installs both as wh
 - float32 kernels compute in float32: no ``.f64`` instruction in their PTX (the clipping kernels of
   ``updates_cuda`` take float64 arrays and sum in float64 on purpose; they are not float32 kernels);
 - the lists hold the argument types the host code really launches with: ``_cuda_launches_sim.py``
-  records the launches of device training and prediction under the simulator (marked cudasim).
+  records the launches of device training and inference (evaluate, predict, exported models) under the
+  simulator (marked cudasim), and checks that inference launches no backward or optimizer kernel.
 
 Skipped with the reason when no NVVM can be loaded (no CUDA toolkit and no ``nvidia-cuda-nvcc`` wheel).
 """
@@ -258,7 +259,7 @@ def test_float32_kernels_compute_in_float32(compiled):
 
 
 @pytest.mark.cudasim
-def test_lists_hold_the_launches_of_device_training(tmp_path):
+def test_lists_hold_the_launches_of_device_training_and_inference(tmp_path):
     run_simulated("_cuda_launches_sim.py", tmp_path)
 
 
