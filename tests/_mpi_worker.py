@@ -148,12 +148,14 @@ def scenario_reduction(out, base, reduction):
 
 def scenario_fail(out, base, how):
     """Rank 1 dies (kill), hangs (hang), or reads a bad batch (error) at step 3; or the ranks
-    shuffle differently (unseeded)."""
+    shuffle differently (a seed of their own on each rank: "unseeded")."""
     features, labels = data()
     est = build(os.path.join(base, "fail"), timeout=4.0 if how == "hang" else None)
     actions = {"kill": lambda: os.kill(os.getpid(), signal.SIGKILL), "hang": lambda: time.sleep(120)}
     if how == "unseeded":                                  # each rank shuffles its own way
-        train_fn, hooks = numpy_input_fn(features, labels, batch_size=BATCH, num_epochs=None, shuffle=True), []
+        rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+        train_fn = numpy_input_fn(features, labels, batch_size=BATCH, num_epochs=None, shuffle=True, seed=rank)
+        hooks = []
     elif how == "error":
         def train_fn(input_context=None):
             rank = 0 if input_context is None else input_context.input_pipeline_id

@@ -190,7 +190,7 @@ def test_a_hung_rank_makes_the_others_abort_with_a_clear_error(tmp_path):
 
 
 def test_ranks_reading_different_batches_is_an_error(tmp_path):
-    process = run_mpi(2, "fail", tmp_path, "unseeded")        # numpy_input_fn(shuffle=True) without a seed
+    process = run_mpi(2, "fail", tmp_path, "unseeded")        # numpy_input_fn(shuffle=True), a seed per rank
     assert process.returncode != 0
     assert "the ranks read different batches from input_fn (an unseeded shuffle?)" in process.stderr
 
