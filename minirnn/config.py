@@ -78,7 +78,7 @@ class RunConfig:
     ``distribute``: None (data-parallel over MPI when mpiexec started several processes, else one
     process), 'mpi' (require it), False (each process on its own) or a
     :class:`MPIDistribution`; see :mod:`minirnn.distributed`.
-    ``device``: where ``train`` runs the recurrent model: 'cpu' (the default), 'cuda' (an NVIDIA
+    ``device``: where ``train``, ``evaluate`` and ``predict`` run the recurrent model: 'cpu' (the default), 'cuda' (an NVIDIA
     GPU through Numba; an error when there is none) or 'auto' (the GPU when Numba sees one, else the
     CPU with one log line); see :mod:`minirnn.cuda`. Checkpoints are the same whatever the device.
     """
