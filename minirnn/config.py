@@ -78,9 +78,10 @@ class RunConfig:
     ``distribute``: None (data-parallel over MPI when mpiexec started several processes, else one
     process), 'mpi' (require it), False (each process on its own) or a
     :class:`MPIDistribution`; see :mod:`minirnn.distributed`.
-    ``device``: where ``train``, ``evaluate`` and ``predict`` run the recurrent model: 'cpu' (the default), 'cuda' (an NVIDIA
-    GPU through Numba; an error when there is none) or 'auto' (the GPU when Numba sees one, else the
-    CPU with one log line); see :mod:`minirnn.cuda`. Checkpoints are the same whatever the device.
+    ``device``: where ``train``, ``evaluate`` and ``predict`` run the recurrent model: 'cpu' (the
+    default), 'cuda' (an NVIDIA GPU through Numba; an error when there is none) or 'auto' (the GPU
+    when Numba sees one, else the CPU with one log line); see :mod:`minirnn.cuda`. Checkpoints are
+    the same whatever the device.
     """
 
     def __init__(self, model_dir=None, random_seed=None, save_checkpoints_steps=None, save_checkpoints_secs=_UNSET,
