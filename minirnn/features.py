@@ -15,7 +15,7 @@ optimizers update only those rows.
 import numpy as np
 
 from . import feature_column as fc
-from .inputs import SparseInput, _is_padding, parse_sequence, ragged_tokens
+from .inputs import SparseInput, _is_padding, parse_sequence, ragged_tokens, sparse_to_dense
 from .sparse import SparseRows
 
 
@@ -332,7 +332,10 @@ def _context_array(key, raw, fill=None):
         if fill is None:
             raise TypeError(f"feature {key!r}: a numeric context feature must be an array [batch] or [batch, k], "
                             "not a SparseInput")
-        return _dense_context(key, raw, fill)
+        dense = sparse_to_dense(f"feature {key!r}", raw, fill, rank=2)
+        if dense.shape[0] == 0:
+            raise ValueError(f"feature {key!r}: empty batch")
+        return dense
     try:
         raw = np.asarray(raw)
     except ValueError:                              # numpy refuses rows of unequal lengths
@@ -343,26 +346,6 @@ def _context_array(key, raw, fill=None):
     if raw.shape[0] == 0:
         raise ValueError(f"feature {key!r}: empty batch")
     return raw
-
-
-def _dense_context(key, raw, fill):
-    indices, values = np.asarray(raw.indices), np.asarray(raw.values)
-    try:
-        shape = tuple(int(d) for d in np.asarray(raw.dense_shape).ravel())
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 2 or indices.shape != (len(values), 2) or (indices.size and (
-            indices.dtype.kind not in "iu" or indices.min() < 0 or np.any(indices.max(axis=0) >= shape))):
-        raise ValueError(f"feature {key!r}: a context SparseInput needs dense_shape [batch, k] and integer "
-                         f"indices [N, 2] (example, slot) inside it; got dense_shape {shape}, indices "
-                         f"{indices.shape}, values {values.shape}")
-    if shape[0] == 0:
-        raise ValueError(f"feature {key!r}: empty batch")
-    strings = values.dtype.kind in "USO"
-    fill = "" if strings and fill == -1 else fill
-    dense = np.full(shape, fill, dtype=object if strings else np.result_type(values.dtype, type(fill)))
-    dense[indices[:, 0], indices[:, 1]] = values
-    return dense
 
 
 class ContextFeatures(_FeatureLayer):

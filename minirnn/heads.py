@@ -21,7 +21,7 @@ Losses are computed stably for any logit magnitude (log-sum-exp, ``log1p(exp(-|x
 import numpy as np
 
 from . import metrics as M
-from .inputs import SparseInput
+from .inputs import SparseInput, sparse_to_dense
 
 __all__ = ["BinaryClassHead", "MultiClassHead", "RegressionHead", "REDUCTIONS", "head_from_config"]
 
@@ -59,39 +59,27 @@ class LossResult:
 
 
 def _dense(value, what, mask):
-    """A SparseInput label or weight (TF: a SparseTensor) as a dense array of its dense_shape,
-    missing entries 0 ('' for strings) as TF's ``sparse.to_dense``; with a mask [B, T], fitted to
-    the batch's T steps (columns past T must hold no value; steps past the SparseInput's, no valid
-    step)."""
+    """A SparseInput label or weight (TF: a SparseTensor) as a dense array (missing entries 0, ''
+    for strings: :func:`~minirnn.inputs.sparse_to_dense`); with a mask [B, T], fitted to the batch's
+    T steps (columns past T must hold no value; steps past the SparseInput's, no valid step)."""
     if not isinstance(value, SparseInput):
         return value
-    indices, values = np.asarray(value.indices), np.asarray(value.values)
-    try:
-        shape = tuple(int(d) for d in np.asarray(value.dense_shape).ravel())
-    except (TypeError, ValueError):
-        shape = ()
-    if not shape or indices.shape != (len(values), len(shape)) or (indices.size and (
-            indices.dtype.kind not in "iu" or indices.min() < 0 or np.any(indices.max(axis=0) >= shape))):
-        raise ValueError(f"{what}: a SparseInput needs integer indices [N, {len(shape) or 'rank'}] inside its "
-                         f"dense_shape {shape} and N values; got indices {indices.shape}, values {values.shape}")
-    strings = values.dtype.kind in "USO"
-    dense = np.full(shape, "" if strings else 0, dtype=object if strings else values.dtype)
-    dense[tuple(indices.T)] = values
+    dense = sparse_to_dense(what, value, rank=None if mask is None else 2)
     if mask is None:
         return dense
-    B, T = mask.shape
-    if len(shape) != 2 or shape[0] != B:
-        raise ValueError(f"{what}: a SparseInput of dense_shape {shape}; expected [{B}, time] for {B} examples")
-    if shape[1] > T:
-        if indices.size and indices[:, 1].max() >= T:
-            raise ValueError(f"{what}: a value at step {indices[:, 1].max()}, but the batch's sequences have "
-                             f"{T} steps")
+    (B, T), steps = mask.shape, dense.shape[1]
+    if dense.shape[0] != B:
+        raise ValueError(f"{what}: a SparseInput of dense_shape {dense.shape}; expected [{B}, time] for {B} examples")
+    if steps > T:
+        last = int(np.asarray(value.indices)[:, 1].max()) if len(value.values) else -1
+        if last >= T:
+            raise ValueError(f"{what}: a value at step {last}, but the batch's sequences have {T} steps")
         return dense[:, :T]
-    if shape[1] < T:
-        if mask[:, shape[1]:].any():
-            raise ValueError(f"{what}: a SparseInput of {shape[1]} steps, but the batch has valid steps up to "
-                             f"{T}; its dense_shape must cover every valid step")
-        pad = np.full((B, T - shape[1]), "", dtype=object) if strings else np.zeros((B, T - shape[1]), dense.dtype)
+    if steps < T:
+        if mask[:, steps:].any():
+            raise ValueError(f"{what}: a SparseInput of {steps} steps, but the batch has valid steps up to {T}; "
+                             "its dense_shape must cover every valid step")
+        pad = np.full((B, T - steps), "" if dense.dtype == object else 0, dtype=dense.dtype)
         return np.concatenate([dense, pad], axis=1)
     return dense
 

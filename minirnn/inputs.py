@@ -27,6 +27,28 @@ SparseInput.__doc__ = ("TF's SparseTensor as plain arrays: indices [N, 2] (row, 
                        "(row, step, slot), values [N], dense_shape [2] or [3].")
 
 
+def sparse_to_dense(what, sparse, fill=0, rank=None):
+    """A SparseInput as a dense array of its dense_shape, missing entries ``fill`` ('' for strings
+    in place of 0 or -1), as TF's ``sparse.to_dense``. ``rank``: the number of dimensions required.
+    A malformed one is a ValueError naming ``what``."""
+    indices, values = np.asarray(sparse.indices), np.asarray(sparse.values)
+    try:
+        shape = tuple(int(d) for d in np.asarray(sparse.dense_shape).ravel())
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or (rank is not None and len(shape) != rank) or indices.shape != (len(values), len(shape)) or \
+            (indices.size and (indices.dtype.kind not in "iu" or indices.min() < 0
+                               or np.any(indices.max(axis=0) >= shape))):
+        raise ValueError(f"{what}: a SparseInput needs a dense_shape of {rank or 'any'} dimensions, integer "
+                         f"indices [N, {rank or 'rank'}] inside it and N values; got dense_shape {shape}, indices "
+                         f"{indices.shape}, values {values.shape}")
+    strings = values.dtype.kind in "USO"
+    dense = np.full(shape, "" if strings else fill,
+                    dtype=object if strings else np.result_type(values.dtype, np.asarray(fill).dtype))
+    dense[tuple(indices.T)] = values
+    return dense
+
+
 def _is_padding(values):
     values = np.asarray(values)
     if values.dtype.kind in "iu":

@@ -88,7 +88,7 @@ def test_sparse_labels_that_do_not_fit_the_steps_are_named():
     with pytest.raises(ValueError, match="labels: a SparseInput of 2 steps, but the batch has valid steps up to 3"):
         clf.train(lambda: (features, short), steps=1)
     wrong = labels._replace(dense_shape=np.array([2, 3]))
-    with pytest.raises(ValueError, match=r"labels: .*expected \[3, time\] for 3 examples|inside its dense_shape"):
+    with pytest.raises(ValueError, match=r"labels: .*(expected \[3, time\] for 3 examples|indices \[N, 2\] inside it)"):
         clf.train(lambda: (features, wrong), steps=1)
 
 
