@@ -192,11 +192,12 @@ class Servable:
         return key in self.inputs or key in self.optional or (self.dynamic and key.startswith("rnn_cell_state_"))
 
 
-def load_servable(version, path):
-    """Load and warm up one version; any failure is a ValueError naming the folder."""
+def load_servable(version, path, device="cpu"):
+    """Load and warm up one version (predicting on ``device``, see ``load_exported``); any failure
+    is a ValueError naming the folder."""
     from .export import load_exported
     try:
-        model = load_exported(path)
+        model = load_exported(path, device=device)
         servable = Servable(version, path, model)
         servable.warm_up()
     except Exception as error:                    # an untrusted folder: every failure refuses it
@@ -569,8 +570,8 @@ class ModelServer:
     """The versions of one model: loading, polling the base folder, retiring, and the request API."""
 
     def __init__(self, base, name="minirnn", num_versions=1, poll_seconds=1.0, max_batch_size=64,
-                 batch_timeout_micros=0, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES):
-        self.base, self.name = os.path.abspath(base), name
+                 batch_timeout_micros=0, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES, device="cpu"):
+        self.base, self.name, self.device = os.path.abspath(base), name, device
         self.num_versions, self.poll_seconds = num_versions, poll_seconds
         self.max_batch_size, self.batch_timeout = max_batch_size, batch_timeout_micros / 1e6
         self.max_request_bytes = max_request_bytes
@@ -611,7 +612,7 @@ class ModelServer:
             if self.refused.get(version) == stamp:
                 continue
             try:
-                fresh[version] = load_servable(version, path)
+                fresh[version] = load_servable(version, path, self.device)
             except ValueError as error:
                 self.refused[version] = stamp
                 self.stats.loaded["refused"] += 1
@@ -951,6 +952,9 @@ def _add_arguments(parser):
                         help=f"larger request bodies are refused with 413 (default {DEFAULT_MAX_REQUEST_BYTES})")
     limits.add_argument("--drain-seconds", type=_seconds, default=30.0, metavar="S",
                         help="on SIGTERM, how long requests in flight may take to finish (default 30)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                        help="where predictions run: cpu (default), cuda (an NVIDIA GPU; an error when there is "
+                             "none) or auto (the GPU when one is usable)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings only")
     parser.set_defaults(run=run)
 
@@ -986,8 +990,14 @@ def run(args, **uvicorn_options):
         import uvicorn
     except ImportError as error:
         raise ServeError(f"the serve command needs uvicorn: {install_hint('serve', SERVE_PACKAGES)}") from error
+    if args.device != "cpu":                      # a missing GPU is one error now, not a refusal per version
+        from .cuda import predictor_for
+        try:
+            predictor_for(args.device)
+        except (RuntimeError, ValueError) as error:
+            raise ServeError(f"--device {args.device}: {_one_line(error)}") from error
     server = ModelServer(args.export_base, args.model_name, args.num_versions, args.poll_seconds,
-                         args.max_batch_size, args.batch_timeout_micros, args.max_request_bytes)
+                         args.max_batch_size, args.batch_timeout_micros, args.max_request_bytes, args.device)
     server.load_initial()
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]

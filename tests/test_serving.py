@@ -463,3 +463,21 @@ def test_minirnn_serve_is_the_command_line_entry(bundle):
         assert server.stop() == 0
     result = run_serve("/no/such/base", "--port", "0", command=("-m", "minirnn", "serve"))
     assert result.returncode == 2 and result.stderr.startswith("minirnn: error: EXPORT_BASE /no/such/base")
+
+
+@pytest.mark.slow
+def test_a_device_without_a_gpu_is_one_error_and_auto_serves_on_the_cpu(bundle, tmp_path):
+    cuda = pytest.importorskip("numba.cuda")
+    if cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda would serve")
+    result = run_serve(str(bundle[0]), "--port", "0", "--device", "cuda")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("minirnn: error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "--device cuda:" in errors[0], result.stderr
+    assert "no CUDA GPU" in errors[0] and "Traceback" not in result.stderr
+    server = Server(bundle[0], "--device", "auto")
+    try:
+        status, body = server.post(URL(":predict"), {"instances": ROWS})
+        assert status == 200 and len(body["predictions"]) == 1
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        assert server.stop() == 0
