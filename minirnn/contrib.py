@@ -36,7 +36,7 @@ from .estimator import _CELL_CLASSES, EstimatorSpec, _Estimator, _LossHook
 from .heads import BinaryClassHead, MultiClassHead, RegressionHead
 from .inputs import batches, numpy_input_fn
 from .layers import GRU, LSTM, SimpleRNN
-from .predictions import initial_states_from_features
+from .predictions import initial_states_from_features, state_features
 from .step import prepare_labels
 
 __all__ = ["DynamicRnnEstimator", "ProblemType", "PredictionType", "RNNKeys", "ModeKeys", "ModelFnOps",
@@ -124,20 +124,9 @@ def dict_to_state_tuple(input_dict, cell):
     if not isinstance(input_dict, dict):
         raise TypeError(f"input_dict: expected a dict of features, got {type(input_dict).__name__}")
     layers, stacked = _layers_of(cell)
-    sizes = [layer.units for layer in layers for _ in range(layer.n_states)]
-    names = [f"{RNNKeys.STATE_PREFIX}_{i}" for i in range(len(sizes))]
-    given = [name for name in names if input_dict.get(name) is not None]
-    if not given:
+    flat = state_features(layers, input_dict)
+    if flat is None:
         return None
-    if len(given) != len(sizes):
-        raise ValueError(f"RNN state was partially specified.Expected zero or {len(sizes)} state Tensors; got "
-                         f"{len(given)} ({given})")
-    flat = []
-    for name, size in zip(names, sizes):
-        value = np.asarray(input_dict[name])
-        if value.ndim != 2 or value.shape[1] != size:
-            raise ValueError(f"{name}: expected shape [batch, {size}], got {value.shape}")
-        flat.append(value)
     per_layer, k = [], 0
     for layer in layers:
         per_layer.append(LSTMStateTuple(flat[k], flat[k + 1]) if layer.n_states == 2 else flat[k])

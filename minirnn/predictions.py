@@ -11,7 +11,7 @@ import numpy as np
 
 from .heads import BinaryClassHead, MultiClassHead
 
-__all__ = ["predict_batch", "initial_states_from_features", "state_keys_and_values", "row_lengths",
+__all__ = ["predict_batch", "initial_states_from_features", "state_features", "state_keys_and_values", "row_lengths",
            "single_examples"]
 
 
@@ -41,28 +41,38 @@ def state_keys_and_values(model):
     return {f"rnn_cell_state_{i}": s for i, s in enumerate(flat)}
 
 
-def initial_states_from_features(model, features):
-    """Per-layer initial states from ``rnn_cell_state_i`` features (all or none), else None."""
-    sizes = []
-    for layer in model.layers:
-        sizes += [layer.units] * layer.n_states
-    given = [f"rnn_cell_state_{i}" for i in range(len(sizes)) if f"rnn_cell_state_{i}" in features]
-    extra = [k for k in features if k.startswith("rnn_cell_state_") and k not in
-             {f"rnn_cell_state_{i}" for i in range(len(sizes))}]
-    if extra:
-        raise ValueError(f"features {extra}: the model has {len(sizes)} state tensors "
-                         f"(rnn_cell_state_0..{len(sizes) - 1})")
+def state_features(layers, features):
+    """The ``rnn_cell_state_i`` features for ``layers`` (TF1's depth-first order, an LSTM layer as
+    c then h): all of them as a list of [batch, size] arrays, or None when there are none; some but
+    not all, or a wrong shape, is a ValueError (TF1's message)."""
+    sizes = [layer.units for layer in layers for _ in range(layer.n_states)]
+    names = [f"rnn_cell_state_{i}" for i in range(len(sizes))]
+    given = [name for name in names if features.get(name) is not None]
     if not given:
         return None
     if len(given) != len(sizes):
-        raise ValueError(f"RNN state was partially specified: expected zero or {len(sizes)} state features "
-                         f"(rnn_cell_state_0..{len(sizes) - 1}), got {len(given)}: {given}")
+        raise ValueError(f"RNN state was partially specified.Expected zero or {len(sizes)} state Tensors; got "
+                         f"{len(given)} ({given})")
     flat = []
-    for i, size in enumerate(sizes):
-        s = np.asarray(features[f"rnn_cell_state_{i}"], dtype=model.dtype)
-        if s.ndim != 2 or s.shape[1] != size:
-            raise ValueError(f"feature 'rnn_cell_state_{i}': expected shape [batch, {size}], got {s.shape}")
-        flat.append(np.ascontiguousarray(s))
+    for name, size in zip(names, sizes):
+        value = np.asarray(features[name])
+        if value.ndim != 2 or value.shape[1] != size:
+            raise ValueError(f"feature {name!r}: expected shape [batch, {size}], got {value.shape}")
+        flat.append(value)
+    return flat
+
+
+def initial_states_from_features(model, features):
+    """Per-layer initial states from ``rnn_cell_state_i`` features (all or none), else None."""
+    count = sum(layer.n_states for layer in model.layers)
+    extra = [k for k in features if k.startswith("rnn_cell_state_") and k not in
+             {f"rnn_cell_state_{i}" for i in range(count)}]
+    if extra:
+        raise ValueError(f"features {extra}: the model has {count} state tensors (rnn_cell_state_0..{count - 1})")
+    states = state_features(model.layers, features)
+    if states is None:
+        return None
+    flat = [np.ascontiguousarray(s, dtype=model.dtype) for s in states]
     out, k = [], 0
     for layer in model.layers:
         if layer.n_states == 2:                        # TF1 order (c, h) -> the layer's [h, c]

@@ -285,7 +285,7 @@ def test_dict_to_state_tuple_round_trip(tmp_path, cell_type, units):
         with pytest.raises(ValueError, match="RNN state was partially specified.Expected zero or 4 state Tensors; "
                                              "got 1"):
             dict_to_state_tuple({"rnn_cell_state_0": states["rnn_cell_state_0"]}, est)
-    with pytest.raises(ValueError, match="rnn_cell_state_0: expected shape"):
+    with pytest.raises(ValueError, match="feature 'rnn_cell_state_0': expected shape"):
         dict_to_state_tuple({k: v[:, :1] for k, v in states.items()}, est)
 
 
