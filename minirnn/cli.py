@@ -47,6 +47,7 @@ DATA_OPTIONS = ("format", "label_column", "id_column", "time_column", "feature_c
 MODEL_OPTIONS = ("task", "units", "cell_type", "optimizer")
 LOSS_FILE = "training_loss.jsonl"          # {"step": .., "loss": ..} per training step, written by train
 BEST_FILE = "minirnn_cli_best.h5"          # the best epoch's checkpoint while training with --patience
+DEVICES = ("cpu", "cuda", "auto")
 PLOT_EXTRA = "matplotlib: " + install_hint("plot", "matplotlib")
 
 logger = logging.getLogger("minirnn")
@@ -200,11 +201,16 @@ def _add_data_options(parser):
     group.add_argument("--delimiter", metavar="CHAR", help="CSV delimiter (default ',' or a tab for .tsv)")
 
 
-def _add_common(parser, data=True):
+def _add_common(parser, data=True, device=None):
     if data:
         parser.add_argument("data", metavar="DATA", help="data file (.ts, .csv, .npz, .h5)")
     parser.add_argument("--model-dir", required=True, metavar="DIR",
                         help="folder holding the model's checkpoints and settings")
+    if device:
+        parser.add_argument("--device", choices=DEVICES, default="cpu",
+                            help=f"where {device} runs the recurrent model: cpu (default), cuda (an NVIDIA GPU "
+                                 "with the cuda extra; an error when there is none) or auto (the GPU when one is "
+                                 "usable, else the CPU)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines (warnings only)")
 
 
@@ -220,7 +226,7 @@ def build_parser():
                                                   "Training again on the same --model-dir continues from its last "
                                                   "checkpoint; the model options are then fixed."),
                                 epilog=DATA_HELP, formatter_class=_Help)
-    _add_common(train)
+    _add_common(train, device="training")
     model = train.add_argument_group("model options (fixed once the model has a checkpoint)")
     model.add_argument("--task", choices=("classification", "regression"),
                        help="default: from a .ts header, else classification")
@@ -255,7 +261,7 @@ def build_parser():
                                    description=_wrap("Evaluate the model of --model-dir on DATA (which must have "
                                                      "labels) and print the metrics as one JSON line."),
                                    epilog=DATA_HELP, formatter_class=_Help)
-    _add_common(evaluate)
+    _add_common(evaluate, device="evaluation")
     evaluate.add_argument("--batch-size", type=_positive_int, default=128, metavar="N", help="default 128")
     evaluate.add_argument("--plot", metavar="FILE.png",
                           help="also draw the results: a confusion matrix (and a ROC curve for two classes), "
@@ -269,7 +275,7 @@ def build_parser():
                                                     "id, class and one probability per class; regression: id and "
                                                     "prediction."),
                                   epilog=DATA_HELP, formatter_class=_Help)
-    _add_common(predict)
+    _add_common(predict, device="prediction")
     predict.add_argument("-o", "--output", default="-", metavar="FILE",
                          help="output file (default '-': standard output)")
     predict.add_argument("--output-format", choices=("csv", "jsonl"),
@@ -421,7 +427,19 @@ def _save_settings(model_dir, settings):
     os.replace(tmp, path)
 
 
-def _estimator(settings, model_dir, log_every=100):
+def _checked_device(args):
+    """``--device`` -> 'cpu' or 'cuda': a missing GPU with ``cuda`` is one error now, before any data
+    is read; ``auto`` without one says once that the command runs on the CPU."""
+    if args.device == "cpu":
+        return "cpu"
+    from .cuda import select_device
+    try:
+        return select_device(args.device, f"{args.command} runs")
+    except (RuntimeError, ImportError) as error:
+        raise UsageError(f"--device {args.device}: {_one_line(error)}") from error
+
+
+def _estimator(settings, model_dir, log_every=100, device="cpu"):
     import minirnn
     from minirnn import feature_column as fc
     from minirnn import optimizers
@@ -430,7 +448,7 @@ def _estimator(settings, model_dir, log_every=100):
     normalizer = None if stored is None else fc.Normalization(stored["mean"], stored["variance"])
     column = fc.sequence_numeric_column(FEATURE_KEY, shape=(settings["dimension"],), normalizer=normalizer)
     optimizer = optimizers.get(settings["optimizer"], learning_rate=settings["learning_rate"])
-    config = minirnn.RunConfig(random_seed=settings["seed"], log_step_count_steps=log_every)
+    config = minirnn.RunConfig(random_seed=settings["seed"], log_step_count_steps=log_every, device=device)
     common = dict(units=settings["units"], cell_type=settings["cell_type"], optimizer=optimizer, model_dir=model_dir,
                   config=config)
     if settings["task"] == "regression":
@@ -569,6 +587,7 @@ def _require_checkpoint(estimator, model_dir):
 def _train(args):
     from minirnn import checkpoint as ckpt
     model_dir = args.model_dir
+    device = _checked_device(args)
     if args.patience is not None and args.validation_split is None:
         raise UsageError("--patience N stops on the validation loss: give --validation-split F too")
     resuming = os.path.isdir(model_dir) and ckpt.latest_checkpoint(model_dir) is not None
@@ -625,7 +644,7 @@ def _train(args):
     steps = args.steps or epoch_steps * (args.epochs or 10)
     settings["last_training_run"] = {"data": os.path.abspath(args.data), "steps": steps, "epochs": args.epochs,
                                      "validation_split": args.validation_split, "patience": args.patience}
-    estimator = _estimator(settings, model_dir, args.log_every)
+    estimator = _estimator(settings, model_dir, args.log_every, device)
     _on_chief(estimator, lambda: _save_settings(model_dir, settings), "writing the command-line settings")
     logger.info("training %s on %d sequences%s of %d feature(s) from %s: %s(%s), %d steps of batch %d%s%s",
                 "a regression" if settings["task"] == "regression" else
@@ -803,12 +822,13 @@ def _read_jsonl(path):
 
 
 def _evaluate(args):
+    device = _checked_device(args)
     settings = _load_settings(args.model_dir)
     if args.plot is not None:
         _pyplot()                                      # a missing matplotlib fails before the work
     data, _ = _read(args.data, _data_options(args, settings.get("data")), settings, need_labels=True).by_length()
     labels = _labels_for(data, settings)
-    estimator = _estimator(settings, args.model_dir)
+    estimator = _estimator(settings, args.model_dir, device=device)
     _require_checkpoint(estimator, args.model_dir)
     if args.plot is not None:
         _on_chief(estimator, lambda: _check_writable(args.plot, "--plot"), "opening the plot file")
@@ -847,9 +867,10 @@ def _predicted(estimator, data, settings, batch_size, what=None):
 
 
 def _predict(args):
+    device = _checked_device(args)
     settings = _load_settings(args.model_dir)
     data, order = _read(args.data, _data_options(args, settings.get("data")), settings).by_length()   # labels unused
-    estimator = _estimator(settings, args.model_dir)
+    estimator = _estimator(settings, args.model_dir, device=device)
     _require_checkpoint(estimator, args.model_dir)
     output_format = args.output_format or ("jsonl" if args.output.lower().endswith((".jsonl", ".json")) else "csv")
     regression = settings["task"] == "regression"

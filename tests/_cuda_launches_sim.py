@@ -10,6 +10,7 @@ Not collected on its own: ``test_cuda_ptx.py`` runs it in a subprocess with
 """
 
 import importlib
+import json
 import sys
 
 import numpy as np
@@ -161,3 +162,37 @@ def test_estimator_and_export_inference_launches_are_forward_only(launches, tmp_
     assert gpu._session._on_device[2].device_model._grads is None
     load_exported(path, device="cuda").predict({"x": x})
     _check_inference(launches, "float32")
+
+
+def test_the_command_lines_device_flag_runs_train_evaluate_and_predict_on_the_device(launches, tmp_path, capsys):
+    from minirnn import cli
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 5, 2)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, lengths=rng.integers(2, 6, 12), y=(x[:, 0, 0] > 0).astype(np.int64))
+    data = str(tmp_path / "data.npz")
+
+    def run(*args):
+        assert cli.main([*args, "-q"]) == 0
+        return capsys.readouterr().out
+
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        launches.clear()
+        model_dir = str(tmp_path / device)
+        run("train", data, "--model-dir", model_dir, "--steps", "2", "--units", "3", "--device", device)
+        trained = set(launches)
+        launches.clear()
+        metrics = json.loads(run("evaluate", data, "--model-dir", model_dir, "--device", device))
+        predicted = run("predict", data, "--model-dir", model_dir, "--output-format", "jsonl", "--device", device)
+        if device == "cpu":
+            assert not trained and not launches                    # the CPU flag launches nothing
+        else:
+            assert any("backward" in name for name, _ in trained) and _training_only(trained)
+            _check_inference(launches, "float32")                  # evaluate and predict: forward kernels only
+        outputs[device] = metrics, [json.loads(line) for line in predicted.splitlines()]
+    (cpu_metrics, cpu_rows), (gpu_metrics, gpu_rows) = outputs["cpu"], outputs["cuda"]
+    assert cpu_metrics.keys() == gpu_metrics.keys()
+    assert gpu_metrics["loss"] == pytest.approx(cpu_metrics["loss"], abs=1e-4)
+    for cpu_row, gpu_row in zip(cpu_rows, gpu_rows, strict=True):
+        assert cpu_row["class"] == gpu_row["class"]
+        assert gpu_row["probabilities"] == pytest.approx(cpu_row["probabilities"], abs=1e-4)

@@ -526,3 +526,25 @@ def test_warmup_fills_the_kernel_cache_that_a_later_prediction_loads(tmp_path):
                           text=True, timeout=300)
     hits, misses = map(int, done.stdout.split())
     assert hits >= 1 and misses == 0, done.stdout + done.stderr
+
+
+def test_device_cuda_without_a_gpu_is_one_error_and_auto_runs_on_the_cpu(tmp_path):
+    cuda = pytest.importorskip("numba.cuda")
+    if cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda would run")
+    x, lengths, y = arrays()
+    np.savez(tmp_path / "data.npz", x=x, lengths=lengths, y=y)
+    for command in ("train", "evaluate", "predict"):
+        refused = minirnn_cli(command, "data.npz", "--model-dir", "run", "--device", "cuda", cwd=tmp_path)
+        one_line_error(refused, "--device cuda:", "no CUDA GPU", "device='cpu' or 'auto'")
+    assert not (tmp_path / "run").exists()                      # refused before anything was written
+    predictions = {}
+    for device in ("cpu", "auto"):
+        train = minirnn_cli("train", "data.npz", "--model-dir", device, "--steps", 3, "--units", 4, "--device", device,
+                            cwd=tmp_path)
+        assert train.returncode == 0, train.stderr
+        assert ("no CUDA GPU" in train.stderr) == (device == "auto")   # auto says where it runs
+        predict = minirnn_cli("predict", "data.npz", "--model-dir", device, "--device", device, "-q", cwd=tmp_path)
+        assert predict.returncode == 0, predict.stderr
+        predictions[device] = predict.stdout
+    assert predictions["auto"] == predictions["cpu"]            # the same model, bit for bit
