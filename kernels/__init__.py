@@ -13,9 +13,14 @@ CUDA twins are the ``*_cuda.py`` modules, with ``cuda_common.py``.
 Every cell exposes the same two functions, in the Numba modules and in :mod:`reference`::
 
     y, states_T, saved = forward(x, mask, states0, kernel, recurrent_kernel, bias,
-                                 zero_output_for_mask=False, **cell_options, workspace=None)
+                                 zero_output_for_mask=False, **cell_options, workspace=None,
+                                 training=True, all_outputs=True)
     dx, dstates0 = backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias,
                             need_dx=True)
+
+For prediction, ``training=False`` keeps only the latest state instead of every step's (``saved``
+is None) and ``all_outputs=False`` writes only the last step's output (y [B, 1, H]): the same
+numbers, with memory that does not grow with T.
 
 Shapes: x [B, T, D], mask [B, T] (bool, True on valid steps), states [B, H] each, y [B, T, H].
 Arrays must be C-contiguous and share one float dtype (float32 or float64); the layer API in
@@ -37,8 +42,12 @@ BACKENDS = ("numba", "numpy")
 
 
 def _numba_usable():
-    if os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"):
-        return False
+    return os.environ.get("NUMBA_DISABLE_JIT", "0") in ("", "0") and _numba_importable()
+
+
+@functools.lru_cache(maxsize=None)
+def _numba_importable():
+    """Whether numba imports (asked once: predictions call :func:`default_backend` per batch)."""
     try:
         importlib.import_module("numba")
     except ImportError:

@@ -134,6 +134,8 @@ def split_rows(B):
     (``minirnn.model`` runs every layer of a stack there: one hand-off to the worker thread for the
     forward and one for the backward, instead of one per layer each way). The bounds are those a
     single call would use, so the results are bit for bit the same either way."""
+    if B < 2 * MIN_ROWS:                           # too few rows to split: decided without the settings
+        return None
     blocks, _ = plan(B, 0.0)
     return _bounds(B, blocks) if blocks >= 2 else None
 
@@ -273,7 +275,8 @@ def forward(cell_forward, x, mask, states0, kernel, recurrent_kernel, bias,
             bounds)
     y = np.concatenate([p[0] for p in parts])
     states = tuple(np.concatenate([p[1][k] for p in parts]) for k in range(len(states0)))
-    return y, states, RowBlocks(bounds, [p[2] for p in parts])
+    saved = [p[2] for p in parts]
+    return y, states, None if saved[0] is None else RowBlocks(bounds, saved)     # None: nothing kept (prediction)
 
 
 def backward(cell_backward, dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):

@@ -52,7 +52,7 @@ from ._threads import small_products_in_blas
 from .activations import sigmoid, tanh
 from .linalg import (accumulate_weight_grads, add_column_sums, add_steps, batch_major, check_gradient_buffers,
                      chunk_steps, copy_rows, copy_time_major, input_grad_product, input_product, step_product,
-                     weight_grad_scratch)
+                     transposed_for_step, weight_grad_scratch)
 from .workspace import scratch
 
 
@@ -68,38 +68,42 @@ Z, R, N = 0, 1, 2
 # --------------------------------------------------------------------------------------------
 
 @kernel_jit
-def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, rec_h, hs):
+def _forward_reset_after(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, rec_h, hs, y):
     B, T, D = x.shape
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
+    keep = hs.shape[0] == T + 1                    # training: every state, for backward (see lstm.py)
+    every = y.shape[1] == T                        # every output, or only the last (y [B, 1, H])
     copy_time_major(x, x_tm)
     input_product(x_tm, W, gates, blas)            # x_t W for every step at once: z, r, hh
     copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}; with rec_h, saved for backward
-    y = np.empty((B, T, H), dtype=x.dtype)
     rec = np.empty((B, 3 * H), dtype=x.dtype)
-    UT = np.ascontiguousarray(U.T)
+    UT = transposed_for_step(U, B, blas)
     a, rc, b3 = gates.reshape(T, B, 3, H), rec.reshape(B, 3, H), bias.reshape(2, 3, H)
     for t in range(T):
-        step_product(hs[t], U, UT, rec, blas)      # h_{t-1} U
+        p = t if keep else t & 1                   # hs[p] = h_{t-1}, hs[n] = h_t
+        n = p + 1 if keep else p ^ 1
+        e = t if keep else 0                       # rec_h[e]: step t's
+        s = t if every else 0                      # y[:, s] = y_t
+        step_product(hs[p], U, UT, rec, blas)      # h_{t-1} U
         for b in range(B):
             if not mask[b, t]:                     # masked: carry the state, repeat the output
                 for j in range(H):
-                    hs[t + 1, b, j] = hs[t, b, j]
-                    y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
+                    hs[n, b, j] = hs[p, b, j]
+                    y[b, s, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, s - 1 if every else 0, j]
                 continue
             for j in range(H):                     # z = sigmoid(xz + b_iz + rec_z)
                 a[t, b, Z, j] = sigmoid(a[t, b, Z, j] + b3[0, Z, j] + rc[b, Z, j] + b3[1, Z, j])
             for j in range(H):                     # r = sigmoid(xr + b_ir + rec_r)
                 a[t, b, R, j] = sigmoid(a[t, b, R, j] + b3[0, R, j] + rc[b, R, j] + b3[1, R, j])
             for j in range(H):                     # rec_h = h_{t-1} U_h + b_rh
-                rec_h[t, b, j] = rc[b, N, j] + b3[1, N, j]
+                rec_h[e, b, j] = rc[b, N, j] + b3[1, N, j]
             for j in range(H):                     # hh = tanh(xh + b_ih + r rec_h)
-                a[t, b, N, j] = tanh(a[t, b, N, j] + b3[0, N, j] + a[t, b, R, j] * rec_h[t, b, j])
+                a[t, b, N, j] = tanh(a[t, b, N, j] + b3[0, N, j] + a[t, b, R, j] * rec_h[e, b, j])
             for j in range(H):                     # h_t = z h_{t-1} + (1 - z) hh
-                h = a[t, b, Z, j] * hs[t, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
-                hs[t + 1, b, j] = h
-                y[b, t, j] = h
-    return y
+                h = a[t, b, Z, j] * hs[p, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
+                hs[n, b, j] = h
+                y[b, s, j] = h
 
 
 @kernel_jit
@@ -167,48 +171,52 @@ def _backward_reset_after(dy, dh_T, mask, x_tm, W, U, gates, rec_h, hs, zero_out
 # --------------------------------------------------------------------------------------------
 
 @kernel_jit
-def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, r_h, hs):
+def _forward_reset_before(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, r_h, hs, y):
     B, T, D = x.shape
     one = x.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
     H = U.shape[0]
+    keep = hs.shape[0] == T + 1                    # training: every state, for backward (see lstm.py)
+    every = y.shape[1] == T                        # every output, or only the last (y [B, 1, H])
     copy_time_major(x, x_tm)
     input_product(x_tm, W, gates, blas)            # x_t W for every step at once: z, r, hh
     U_zr = np.ascontiguousarray(U[:, :2 * H])
     U_h = np.ascontiguousarray(U[:, 2 * H:])
-    U_zrT = np.ascontiguousarray(U_zr.T)
-    U_hT = np.ascontiguousarray(U_h.T)
+    U_zrT = transposed_for_step(U_zr, B, blas)
+    U_hT = transposed_for_step(U_h, B, blas)
     copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}; with r_h, saved for backward
-    y = np.empty((B, T, H), dtype=x.dtype)
     rec_zr = np.empty((B, 2 * H), dtype=x.dtype)
     rec_h = np.empty((B, H), dtype=x.dtype)
     a, rc, b3 = gates.reshape(T, B, 3, H), rec_zr.reshape(B, 2, H), bias.reshape(3, H)
     for t in range(T):
-        step_product(hs[t], U_zr, U_zrT, rec_zr, blas)  # h_{t-1} [U_z, U_r]: z, r first
+        p = t if keep else t & 1                   # hs[p] = h_{t-1}, hs[n] = h_t
+        n = p + 1 if keep else p ^ 1
+        e = t if keep else 0                       # r_h[e]: step t's
+        s = t if every else 0                      # y[:, s] = y_t
+        step_product(hs[p], U_zr, U_zrT, rec_zr, blas)  # h_{t-1} [U_z, U_r]: z, r first
         for b in range(B):
             if not mask[b, t]:
                 for j in range(H):                 # zero: backward multiplies it by a zero gradient
-                    r_h[t, b, j] = 0.0
+                    r_h[e, b, j] = 0.0
                 continue
             for j in range(H):                     # z = sigmoid(xz + h_{t-1} U_z)  (b in xz)
                 a[t, b, Z, j] = sigmoid(a[t, b, Z, j] + b3[Z, j] + rc[b, Z, j])
             for j in range(H):                     # r = sigmoid(xr + h_{t-1} U_r)
                 a[t, b, R, j] = sigmoid(a[t, b, R, j] + b3[R, j] + rc[b, R, j])
             for j in range(H):                     # r * h_{t-1}
-                r_h[t, b, j] = a[t, b, R, j] * hs[t, b, j]
-        step_product(r_h[t], U_h, U_hT, rec_h, blas)  # (r * h_{t-1}) U_h: then the candidate
+                r_h[e, b, j] = a[t, b, R, j] * hs[p, b, j]
+        step_product(r_h[e], U_h, U_hT, rec_h, blas)  # (r * h_{t-1}) U_h: then the candidate
         for b in range(B):
             if not mask[b, t]:                     # masked: carry the state, repeat the output
                 for j in range(H):
-                    hs[t + 1, b, j] = hs[t, b, j]
-                    y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
+                    hs[n, b, j] = hs[p, b, j]
+                    y[b, s, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, s - 1 if every else 0, j]
                 continue
             for j in range(H):                     # hh = tanh(xh + (r * h_{t-1}) U_h)
                 a[t, b, N, j] = tanh(a[t, b, N, j] + b3[N, j] + rec_h[b, j])
             for j in range(H):                     # h_t = z h_{t-1} + (1 - z) hh
-                h = a[t, b, Z, j] * hs[t, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
-                hs[t + 1, b, j] = h
-                y[b, t, j] = h
-    return y
+                h = a[t, b, Z, j] * hs[p, b, j] + (one - a[t, b, Z, j]) * a[t, b, N, j]
+                hs[n, b, j] = h
+                y[b, s, j] = h
 
 
 @kernel_jit
@@ -284,24 +292,27 @@ def _backward_reset_before(dy, dh_T, mask, x_tm, W, U, gates, r_h, hs, zero_outp
 
 
 def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
-            reset_after=True, workspace=None):
+            reset_after=True, workspace=None, training=True, all_outputs=True):
     """GRU forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved).
 
-    bias is [2, 3H] when ``reset_after`` (TF2 default), else [3H]. ``workspace``: see
-    :func:`minirnn.kernels.lstm.forward`.
+    bias is [2, 3H] when ``reset_after`` (TF2 default), else [3H]. ``workspace``, ``training`` (False:
+    ``saved`` is None) and ``all_outputs`` (False: y [B, 1, H]): see :func:`minirnn.kernels.lstm.forward`.
     """
     (h0,) = states0
     B, T, D = x.shape
     H = h0.shape[1]
-    # extra: rec_h (reset_after) or r_h (reset_before), [T, B, H]
-    x_tm, gates, extra, hs = scratch(workspace, "forward", x.dtype, (T, B, D), (T, B, 3 * H), (T, B, H),
-                                     (T + 1, B, H))
+    # extra: rec_h (reset_after) or r_h (reset_before), every step's [T, B, H] or the current step's
+    x_tm, gates, extra, hs = scratch(workspace, "forward" if training else "inference", x.dtype, (T, B, D),
+                                     (T, B, 3 * H), (T if training else 1, B, H), (T + 1 if training else 2, B, H))
+    y = np.empty((B, T if all_outputs else 1, H), dtype=x.dtype)
     loop = _forward_reset_after if reset_after else _forward_reset_before
-    y = loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask, small_products_in_blas(),
-             x_tm, gates, extra, hs)
-    saved = (reset_after, mask, x_tm, kernel, recurrent_kernel, gates, extra, hs,
-             zero_output_for_mask, workspace)
-    return y, (hs[x.shape[1]].copy(),), saved
+    loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask, small_products_in_blas(),
+         x_tm, gates, extra, hs, y)
+    states = (hs[T if training else T & 1].copy(),)
+    if not training:
+        return y, states, None
+    return y, states, (reset_after, mask, x_tm, kernel, recurrent_kernel, gates, extra, hs, zero_output_for_mask,
+                       workspace)
 
 
 def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):

@@ -256,19 +256,35 @@ ROWS_MAX_BYTES = 262144       # for matmul_rows to win, b must stay in L2 (share
 FEW_ROWS_MAX_BYTES = 32768    # the step), and in L1 when fewer than 4 rows of out share it
 
 
+@register_jitable
+def _by_rows(M, b):
+    """Whether :func:`step_product` runs [M, K] x b [K, N] with :func:`matmul_rows`."""
+    K, N = b.shape
+    return N >= 3 * K and K * N * b.itemsize <= (ROWS_MAX_BYTES if M >= 4 else FEW_ROWS_MAX_BYTES)
+
+
 @inline_jit
 def step_product(a, b, bt, out, blas):
     """out = a @ b for a per-step product: BLAS's ``np.dot`` when ``blas``; else :func:`matmul_rows`
     when ``out`` is at least 3x wider than K (the LSTM and GRU forward products) and ``b`` fits its
     cache bound (``ROWS_MAX_BYTES`` for 4 rows or more, ``FEW_ROWS_MAX_BYTES`` below), else
-    :func:`matmul_bt` (``bt`` is b.T, C-contiguous: the caller makes it once per call, not per step)."""
-    K, N = b.shape
+    :func:`matmul_bt` (``bt`` is b.T, C-contiguous: the caller makes it once per call, not per step,
+    with :func:`transposed_for_step`)."""
     if blas:
         np.dot(a, b, out)
-    elif N >= 3 * K and K * N * b.itemsize <= (ROWS_MAX_BYTES if a.shape[0] >= 4 else FEW_ROWS_MAX_BYTES):
+    elif _by_rows(a.shape[0], b):
         matmul_rows(a, b, out)
     else:
         matmul_bt(a, bt, out)
+
+
+@inline_jit
+def transposed_for_step(b, M, blas):
+    """The ``bt`` argument of :func:`step_product` for products [M, K] x b: a C-contiguous copy of
+    b.T when the product runs in :func:`matmul_bt`, else b itself (unread; no copy)."""
+    if blas or _by_rows(M, b):
+        return b
+    return np.ascontiguousarray(b.T)
 
 
 # ---------------------------------------------------------------------------------------------

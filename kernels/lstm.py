@@ -56,7 +56,7 @@ from ._threads import small_products_in_blas
 from .activations import sigmoid, tanh
 from .linalg import (accumulate_weight_grads, add_column_sums, batch_major, check_gradient_buffers, chunk_steps,
                      copy_rows, copy_time_major, input_grad_product, input_product, step_product,
-                     weight_grad_scratch)
+                     transposed_for_step, weight_grad_scratch)
 from .workspace import scratch
 
 
@@ -65,28 +65,32 @@ I, F, C, O = 0, 1, 2, 3
 
 
 @kernel_jit
-def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, hs, cs):
+def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, hs, cs, y):
     B, T, D = x.shape
     H = U.shape[0]
     G = 4 * H
+    keep = hs.shape[0] == T + 1                    # training: every state, for backward; else two, alternating
+    every = y.shape[1] == T                        # every output, or only the last (y [B, 1, H])
     copy_time_major(x, x_tm)
     input_product(x_tm, W, gates, blas)            # x_t W for every step at once
     copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}, cs[t] = c_{t-1}: saved for backward
     copy_rows(cs[0], c0)
-    y = np.empty((B, T, H), dtype=x.dtype)
     z = np.empty((B, G), dtype=x.dtype)
-    UT = np.ascontiguousarray(U.T)
+    UT = transposed_for_step(U, B, blas)
     a = gates.reshape(T, B, 4, H)                  # x_t W, overwritten by the activated gates
     r = z.reshape(B, 4, H)                         # h_{t-1} U
     b4 = bias.reshape(4, H)
     for t in range(T):
-        step_product(hs[t], U, UT, z, blas)        # h_{t-1} U
+        p = t if keep else t & 1                   # hs[p] = h_{t-1}, hs[n] = h_t
+        n = p + 1 if keep else p ^ 1
+        s = t if every else 0                      # y[:, s] = y_t
+        step_product(hs[p], U, UT, z, blas)        # h_{t-1} U
         for b in range(B):
             if not mask[b, t]:                     # masked: carry the states, repeat the output
                 for j in range(H):
-                    hs[t + 1, b, j] = hs[t, b, j]
-                    cs[t + 1, b, j] = cs[t, b, j]
-                    y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
+                    hs[n, b, j] = hs[p, b, j]
+                    cs[n, b, j] = cs[p, b, j]
+                    y[b, s, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, s - 1 if every else 0, j]
                 continue
             for j in range(H):                     # i = sigmoid(z_i), z = x_t W + h_{t-1} U + b
                 a[t, b, I, j] = sigmoid(a[t, b, I, j] + r[b, I, j] + b4[I, j])
@@ -97,12 +101,11 @@ def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas, x_tm,
             for j in range(H):                     # o = sigmoid(z_o)
                 a[t, b, O, j] = sigmoid(a[t, b, O, j] + r[b, O, j] + b4[O, j])
             for j in range(H):                     # c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
-                c = a[t, b, F, j] * cs[t, b, j] + a[t, b, I, j] * a[t, b, C, j]
+                c = a[t, b, F, j] * cs[p, b, j] + a[t, b, I, j] * a[t, b, C, j]
                 h = a[t, b, O, j] * tanh(c)
-                cs[t + 1, b, j] = c
-                hs[t + 1, b, j] = h
-                y[b, t, j] = h
-    return y
+                cs[n, b, j] = c
+                hs[n, b, j] = h
+                y[b, s, j] = h
 
 
 @kernel_jit
@@ -165,7 +168,8 @@ def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_
     return dx, dh, dc
 
 
-def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None):
+def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None,
+            training=True, all_outputs=True):
     """LSTM forward over a whole sequence.
 
     Parameters
@@ -176,22 +180,30 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     kernel, recurrent_kernel, bias : [D, 4H], [H, 4H], [4H] in x's dtype (Keras layout)
     workspace : a :class:`~minirnn.kernels.workspace.Workspace` whose buffers this call and its
         backward reuse (training), or None for fresh arrays (inference, or calls from several threads)
+    training : keep every state and gate for :func:`backward` (False: only the latest state, and
+        ``saved`` is None; prediction)
+    all_outputs : y holds every step's output (False: only the last step's, y [B, 1, H])
 
     Returns
     -------
-    y : [B, T, H] outputs; ``y[:, -1]`` is each row's last valid output
+    y : [B, T, H] outputs (or [B, 1, H]); ``y[:, -1]`` is each row's last valid output
     states : (h_T, c_T), each [B, H]
-    saved : what :func:`backward` needs (time-major input, every h and c, activated gates)
+    saved : what :func:`backward` needs (time-major input, every h and c, activated gates), or None
     """
     h0, c0 = states0
     B, T, D = x.shape
     H = h0.shape[1]
-    x_tm, gates, hs, cs = scratch(workspace, "forward", x.dtype, (T, B, D), (T, B, 4 * H), (T + 1, B, H),
-                                  (T + 1, B, H))
-    y = _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias, zero_output_for_mask,
-                      small_products_in_blas(), x_tm, gates, hs, cs)
-    saved = (mask, x_tm, kernel, recurrent_kernel, gates, hs, cs, zero_output_for_mask, workspace)
-    return y, (hs[T].copy(), cs[T].copy()), saved
+    kept = T + 1 if training else 2
+    x_tm, gates, hs, cs = scratch(workspace, "forward" if training else "inference", x.dtype, (T, B, D),
+                                  (T, B, 4 * H), (kept, B, H), (kept, B, H))
+    y = np.empty((B, T if all_outputs else 1, H), dtype=x.dtype)
+    _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias, zero_output_for_mask, small_products_in_blas(),
+                  x_tm, gates, hs, cs, y)
+    last = T if training else T & 1
+    states = (hs[last].copy(), cs[last].copy())
+    if not training:
+        return y, states, None
+    return y, states, (mask, x_tm, kernel, recurrent_kernel, gates, hs, cs, zero_output_for_mask, workspace)
 
 
 def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):

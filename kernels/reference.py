@@ -45,7 +45,7 @@ def _sigmoid(z):
 # where xw_t = x_t @ kernel + input bias is precomputed for every step at once.
 # ---------------------------------------------------------------------------------------------
 
-def _forward(step, x, mask, states0, kernel, bias_in, zero_output_for_mask):
+def _forward(step, x, mask, states0, kernel, bias_in, zero_output_for_mask, training, all_outputs):
     B, T, _ = x.shape
     H = states0[0].shape[1]
     xw = x @ kernel + bias_in                      # input projection for all steps: [B, T, G*H]
@@ -56,11 +56,14 @@ def _forward(step, x, mask, states0, kernel, bias_in, zero_output_for_mask):
     for t in range(T):
         m = mask[:, t, None]
         new_states, out, cache = step(xw[:, t], states)
-        tape.append(cache)
+        if training:                               # inference keeps no tape
+            tape.append(cache)
         states = tuple(np.where(m, new, old) for new, old in zip(new_states, states))  # carry on masked
         y_prev = np.where(m, out, 0.0 if zero_output_for_mask else y_prev)
         y[:, t] = y_prev
-    saved = (tape, x, mask, kernel, zero_output_for_mask)
+    if not all_outputs:
+        y = y[:, -1:].copy()                       # the last step's output only, [B, 1, H]
+    saved = (tape, x, mask, kernel, zero_output_for_mask) if training else None
     return y, states, saved
 
 
@@ -92,7 +95,7 @@ def _backward(step_back, dy, dstates_T, saved, dkernel, dbias_in, need_dx):
 # ---------------------------------------------------------------------------------------------
 
 def simple_rnn_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
-                       workspace=None):
+                       workspace=None, training=True, all_outputs=True):
     """h_t = tanh(x_t W + h_{t-1} U + b). Compiled twin: :func:`simple_rnn.forward`."""
     U = recurrent_kernel
 
@@ -101,8 +104,8 @@ def simple_rnn_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_ou
         h_new = np.tanh(xw_t + h @ U)              # h_t = tanh(x_t W + b + h_{t-1} U)
         return (h_new,), h_new, (h, h_new)
 
-    y, states, saved = _forward(step, x, mask, states0, kernel, bias, zero_output_for_mask)
-    return y, states, (saved, U)
+    y, states, saved = _forward(step, x, mask, states0, kernel, bias, zero_output_for_mask, training, all_outputs)
+    return y, states, saved and (saved, U)
 
 
 def simple_rnn_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
@@ -125,7 +128,8 @@ def simple_rnn_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias,
 # LSTM (Keras gate order i, f, c, o)
 # ---------------------------------------------------------------------------------------------
 
-def lstm_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None):
+def lstm_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None,
+                 training=True, all_outputs=True):
     """LSTM, Keras gate order i, f, c, o. Compiled twin: :func:`lstm.forward`."""
     U = recurrent_kernel
     H = U.shape[0]
@@ -142,8 +146,8 @@ def lstm_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_f
         h_new = o * tc                             # h_t = o tanh(c_t)
         return (h_new, c_new), h_new, (h, c, i, f, g, o, tc)
 
-    y, states, saved = _forward(step, x, mask, states0, kernel, bias, zero_output_for_mask)
-    return y, states, (saved, U)
+    y, states, saved = _forward(step, x, mask, states0, kernel, bias, zero_output_for_mask, training, all_outputs)
+    return y, states, saved and (saved, U)
 
 
 def lstm_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
@@ -171,7 +175,7 @@ def lstm_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_
 # ---------------------------------------------------------------------------------------------
 
 def gru_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False,
-                reset_after=True, workspace=None):
+                reset_after=True, workspace=None, training=True, all_outputs=True):
     """GRU, Keras gate order z, r, h, both forms (``reset_after``). Compiled twin: :func:`gru.forward`."""
     U = recurrent_kernel
     H = U.shape[0]
@@ -194,8 +198,9 @@ def gru_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_fo
         h_new = z * h + (1.0 - z) * hh
         return (h_new,), h_new, (h, z, r, hh, rec_h)
 
-    y, states, saved = _forward(step, x, mask, states0, kernel, bias_in, zero_output_for_mask)
-    return y, states, (saved, U, reset_after)
+    y, states, saved = _forward(step, x, mask, states0, kernel, bias_in, zero_output_for_mask, training,
+                                all_outputs)
+    return y, states, saved and (saved, U, reset_after)
 
 
 def gru_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):

@@ -36,33 +36,36 @@ from ._threads import small_products_in_blas
 from .activations import tanh
 from .linalg import (accumulate_weight_grads, add_column_sums, batch_major, check_gradient_buffers, chunk_steps,
                      copy_rows, copy_time_major, input_grad_product, input_product, step_product,
-                     weight_grad_scratch)
+                     transposed_for_step, weight_grad_scratch)
 from .workspace import scratch
 
 
 @kernel_jit
-def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, xw, hs):
+def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, xw, hs, y):
     B, T, D = x.shape
     H = U.shape[0]
+    keep = hs.shape[0] == T + 1                    # training: every state, for backward (see lstm.py)
+    every = y.shape[1] == T                        # every output, or only the last (y [B, 1, H])
     copy_time_major(x, x_tm)
     input_product(x_tm, W, xw, blas)               # x_t W for every step at once
     copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}: saved for backward
-    y = np.empty((B, T, H), dtype=x.dtype)
     zr = np.empty((B, H), dtype=x.dtype)
-    UT = np.ascontiguousarray(U.T)
+    UT = transposed_for_step(U, B, blas)
     for t in range(T):
-        step_product(hs[t], U, UT, zr, blas)       # h_{t-1} U
+        p = t if keep else t & 1                   # hs[p] = h_{t-1}, hs[n] = h_t
+        n = p + 1 if keep else p ^ 1
+        s = t if every else 0                      # y[:, s] = y_t
+        step_product(hs[p], U, UT, zr, blas)       # h_{t-1} U
         for b in range(B):
             if not mask[b, t]:                     # masked: carry the state, repeat the output
                 for j in range(H):
-                    hs[t + 1, b, j] = hs[t, b, j]
-                    y[b, t, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, t - 1, j]
+                    hs[n, b, j] = hs[p, b, j]
+                    y[b, s, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, s - 1 if every else 0, j]
                 continue
             for j in range(H):                     # h_t = tanh(x_t W + h_{t-1} U + b)
                 h = tanh(xw[t, b, j] + zr[b, j] + bias[j])
-                hs[t + 1, b, j] = h
-                y[b, t, j] = h
-    return y
+                hs[n, b, j] = h
+                y[b, s, j] = h
 
 
 @kernel_jit
@@ -106,18 +109,24 @@ def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU,
     return dx, dh
 
 
-def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None):
+def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None,
+            training=True, all_outputs=True):
     """Simple RNN forward: x [B, T, D], mask [B, T] bool, states0 (h0,) -> (y [B, T, H], (h_T,), saved).
 
-    ``workspace``: see :func:`minirnn.kernels.lstm.forward`."""
+    ``workspace``, ``training`` (False: ``saved`` is None) and ``all_outputs`` (False: y [B, 1, H]):
+    see :func:`minirnn.kernels.lstm.forward`."""
     (h0,) = states0
     B, T, D = x.shape
     H = h0.shape[1]
-    x_tm, xw, hs = scratch(workspace, "forward", x.dtype, (T, B, D), (T, B, H), (T + 1, B, H))
-    y = _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask,
-                      small_products_in_blas(), x_tm, xw, hs)
-    saved = (mask, x_tm, kernel, recurrent_kernel, hs, zero_output_for_mask, workspace)
-    return y, (hs[T].copy(),), saved
+    x_tm, xw, hs = scratch(workspace, "forward" if training else "inference", x.dtype, (T, B, D), (T, B, H),
+                           (T + 1 if training else 2, B, H))
+    y = np.empty((B, T if all_outputs else 1, H), dtype=x.dtype)
+    _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask, small_products_in_blas(),
+                  x_tm, xw, hs, y)
+    states = (hs[T if training else T & 1].copy(),)
+    if not training:
+        return y, states, None
+    return y, states, (mask, x_tm, kernel, recurrent_kernel, hs, zero_output_for_mask, workspace)
 
 
 def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):

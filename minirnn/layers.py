@@ -236,7 +236,8 @@ class _Recurrent:
         # inference uses the calling thread's own, so several threads may predict with one layer at once
         workspace = self._workspace if training else self._workspace.inference()
         y, states, saved = forward(x, mask, states0, self.kernel, self.recurrent_kernel, self.bias,
-                                   self.zero_output_for_mask, workspace=workspace, **self._cell_options())
+                                   self.zero_output_for_mask, workspace=workspace, training=training,
+                                   all_outputs=training or self.return_sequences, **self._cell_options())
         self._saved = (saved, y.shape, x.shape) if training else None
         out = y if self.return_sequences else np.ascontiguousarray(y[:, -1])
         return [out, *states] if self.return_state else out

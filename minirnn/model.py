@@ -319,12 +319,16 @@ class RNNModel:
         # training: the layers' own scratch; inference: the calling thread's (see kernels.workspace)
         spaces = [layer._workspace if training else layer._workspace.inference() for layer in self.layers]
 
+        last = len(self.layers) - 1
+
         def block(b, b0, b1):
             def cell(k, layer, y):
                 forward, options = calls[k]
+                # inference keeps no state for backward, and only the outputs read later
                 return forward(y, mask[b0:b1], tuple(s[b0:b1] for s in states0[k]), layer.kernel,
                                layer.recurrent_kernel, layer.bias, layer.zero_output_for_mask,
-                               workspace=spaces[k].block(b) if split else spaces[k], **options)
+                               workspace=spaces[k].block(b) if split else spaces[k], training=training,
+                               all_outputs=training or k < last or self.return_sequences, **options)
             y, finals, saved = stack_forward(self.layers, x[b0:b1], scales, lambda y, k: y * scales[k][b0:b1], cell)
             return (y if self.return_sequences else np.ascontiguousarray(y[:, -1])), finals, saved
 

@@ -6,6 +6,8 @@ import pytest
 from minirnn import kernels
 from minirnn.layers import GRU, LSTM, SimpleRNN
 
+from _cells import FORM_IDS, FORMS, random_case
+
 LAYERS = [(SimpleRNN, {}, 1), (LSTM, {}, 4), (GRU, {"reset_after": True}, 3), (GRU, {"reset_after": False}, 3)]
 IDS = ["simple_rnn", "lstm", "gru", "gru_v1"]
 
@@ -494,3 +496,29 @@ def test_scratch_arrays_are_aligned_disjoint_and_reused():
     assert wide.dtype == np.float64 and wide.ctypes.data % 64 == 0
     assert not np.shares_memory(wide, big)
     assert ws.nbytes() >= wide.nbytes + scratch(ws, "backward", np.float32, (3, 5))[0].nbytes
+
+
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_prediction_forward_gives_the_training_forwards_outputs_and_states(form, backend, dtype):
+    # training=False keeps two states instead of T + 1 and all_outputs=False only the last output:
+    # the same outputs and final states, bit for bit, for masks with gaps, rows with no valid step,
+    # zero_output_for_mask, one step, and batches split into row blocks
+    _, cell, opts, _, _ = form
+    forward, _ = kernels.load(cell, backend)
+    rng = np.random.default_rng(21)
+    for B, T, gaps in ((3, 7, True), (2, 1, False), (1, 6, False), (40, 5, True), (4, 8, False)):
+        x, mask, states0, weights, _, _ = random_case(form, B, T, 3, 5, dtype, rng, gaps=gaps)
+        if B > 2:
+            mask[0] = False                                        # a row with no valid step
+        for zero_output in (False, True):
+            y, states, saved = forward(x, mask, states0, *weights, zero_output, **opts)
+            assert saved is not None
+            for all_outputs in (True, False):
+                y_p, states_p, saved_p = forward(x, mask, states0, *weights, zero_output, **opts,
+                                                 training=False, all_outputs=all_outputs)
+                assert saved_p is None
+                np.testing.assert_array_equal(y_p, y if all_outputs else y[:, -1:])
+                for s, s_p in zip(states, states_p, strict=True):
+                    np.testing.assert_array_equal(s_p, s)
