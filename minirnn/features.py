@@ -293,9 +293,13 @@ class SequenceFeatures(_FeatureLayer):
                 fill = 0.0 if c.default_value is None else c.default_value
                 values, present, step_mask = parse_sequence(c.key, raw, c.width, False, lengths_in, mask_in, fill,
                                                             self.sparse_length)
-                values = np.array(values, dtype=np.float64)
-                values[present] = c.values(values[present])
-                values = c.normalized(values)
+                dense = c.normalizer_fn is None and present.all()    # no gaps: no values to skip
+                if dense:
+                    values = c.normalized(c.values(values))
+                else:
+                    values = np.array(values, dtype=np.float64)
+                    values[present] = c.values(values[present])
+                    values = c.normalized(values)
             else:
                 present, ids, step_mask = self._categorical_ids(c, raw, mask_in, lengths_in, flattened)
             # every column must have the steps of the first
@@ -307,7 +311,7 @@ class SequenceFeatures(_FeatureLayer):
             # write the column's dense values into its slice of x [B, T, width]
             end = start + c.width
             if isinstance(c, fc.NumericColumn):
-                x[..., start:end] = np.where(present, values, fill)
+                x[..., start:end] = values if dense else np.where(present, values, fill)
             elif isinstance(c, fc.EmbeddingColumn) and present.shape[-1] == 1:
                 steps = np.flatnonzero(present)              # the steps (rows of x as [B * T, Ds]) with an id
                 saved[c.name] = self.embeddings.lookup_one(c, steps, ids, x.reshape(-1, self.output_dim), start)
