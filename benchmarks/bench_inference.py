@@ -1,14 +1,17 @@
 """Inference benchmark: minirnn's exported predictor against onnxruntime running minirnn's own ONNX
 export of the same model (and PyTorch CPU's nn.LSTM / nn.GRU / nn.RNN with the same weights, when
-installed), per call, in one process, alternating.
+installed), per call, each in its own process, alternating.
 
-For each row (cell, units, T, D, batch) the script trains a classifier for one step, exports it
-(``export_saved_model`` and ``export_onnx``), checks that the three give the same logits (within
-1e-4), then times each call: ``load_exported(...).predict({"x": x})`` (``predict`` below),
-``estimator.predict`` on a batch (``estimator``), an onnxruntime session's ``run`` (``onnxruntime``),
-and PyTorch's module forward plus the logits layer under ``torch.inference_mode`` (``pytorch``). The
-implementations alternate in short rounds and the figure is the median over rounds of each round's
-mean, in microseconds; ratios are minirnn over the peer (lower is better).
+For each row (cell, units, T, D, batch) the script trains a classifier for one step and exports it
+(``export_saved_model`` and ``export_onnx``). Each implementation then runs in a worker process of
+its own: ``load_exported(...).predict({"x": x})`` (``predict`` below), ``estimator.predict`` on a
+batch (``estimator``), an onnxruntime session's ``run`` (``onnxruntime``), and PyTorch's module
+forward plus the logits layer under ``torch.inference_mode`` (``pytorch``). Each worker first checks
+its logits against the exported predictor's (within 1e-4) and stops the run if they differ. The
+workers take turns in short rounds (one runs while the others wait, idle), and the figure is the
+median over rounds of each round's mean, in microseconds; ratios are minirnn over the peer (lower is
+better). Separate processes, because thread pools that spin after a call (onnxruntime's, PyTorch's
+OpenMP) take cores from whatever runs next in the same process.
 
 Usage, from the repository root (peers: ``pip install onnxruntime`` and a CPU build of PyTorch,
 ``pip install torch --index-url https://download.pytorch.org/whl/cpu``)::
@@ -23,8 +26,10 @@ JSON lines to FILE.
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,31 +49,42 @@ DEFAULT_ROWS = ("lstm-64-b1", "gru-64-b1", "lstm-128-b1", "lstm-64-b64", "lstm-1
 
 
 def build(row, folder):
-    """(estimator, exported predictor, input batch, onnx path) for one row."""
+    """Train and export one row's model into ``folder``/row: the bundle (under ``export/``), model.onnx,
+    and inputs.npz (the batch x, the bundle's path, its logits, the weights for PyTorch). -> the folder."""
     import numpy as np
 
     import minirnn
-    from minirnn import feature_column as fc
-    cell, units, T, D, B = ROWS[row]
+    _, _, T, D, B = ROWS[row]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, D)).astype(np.float32)
-    clf = minirnn.RNNClassifier([fc.sequence_numeric_column("x", shape=D)], units=[units], cell_type=cell,
-                                model_dir=os.path.join(folder, row), config=minirnn.RunConfig(random_seed=0))
+    where = os.path.join(folder, row)
+    clf = minirnn.RNNClassifier(**estimator_arguments(row, where))
     train = rng.standard_normal((8, T, D)).astype(np.float32)
     clf.train(lambda: ({"x": train}, np.arange(8) % 2), steps=1)
-    exported = minirnn.load_exported(clf.export_saved_model(os.path.join(folder, row, "export")))
-    onnx_path = clf.export_onnx(os.path.join(folder, row, "model.onnx"))
-    return clf, exported, x, onnx_path
+    path = clf.export_saved_model(os.path.join(where, "export"))
+    exported = minirnn.load_exported(path)
+    clf.export_onnx(os.path.join(where, "model.onnx"))
+    model = exported._network.model
+    layer = model.layers[0]
+    np.savez(os.path.join(where, "inputs.npz"), x=x, export=path, logits=exported.predict({"x": x})["logits"],
+             kernel=layer.kernel, recurrent_kernel=layer.recurrent_kernel, bias=layer.bias,
+             logits_kernel=model.logits_kernel, logits_bias=model.logits_bias)
+    return where
 
 
-def torch_twin(exported, cell):
+def estimator_arguments(row, model_dir):
+    import minirnn
+    from minirnn import feature_column as fc
+    cell, units, _, D, _ = ROWS[row]
+    return dict(sequence_feature_columns=[fc.sequence_numeric_column("x", shape=D)], units=[units], cell_type=cell,
+                model_dir=model_dir, config=minirnn.RunConfig(random_seed=0))
+
+
+def torch_twin(weights, cell):
     """PyTorch's module with the exported weights (Keras layout -> PyTorch's), and the logits layer."""
     import numpy as np
     import torch
-    net = exported._network
-    layer = net.model.layers[0]
-    W, U = np.asarray(layer.kernel), np.asarray(layer.recurrent_kernel)
-    bias = np.asarray(layer.bias)
+    W, U, bias = weights["kernel"], weights["recurrent_kernel"], weights["bias"]
     D, H = W.shape[0], U.shape[0]
     if cell == "lstm":                   # Keras gates i, f, c, o = PyTorch's i, f, g, o
         module, order, b_ih, b_hh = torch.nn.LSTM(D, H, batch_first=True), [0, 1, 2, 3], bias, np.zeros_like(bias)
@@ -85,33 +101,96 @@ def torch_twin(exported, cell):
         module.weight_hh_l0.copy_(torch.from_numpy(blocks(U).T.copy()))
         module.bias_ih_l0.copy_(torch.from_numpy(blocks(b_ih).copy()))
         module.bias_hh_l0.copy_(torch.from_numpy(blocks(b_hh).copy()))
-    dense = torch.nn.Linear(H, net.model.logits_dimension)
+    dense = torch.nn.Linear(H, weights["logits_kernel"].shape[1])
     with torch.no_grad():
-        dense.weight.copy_(torch.from_numpy(np.asarray(net.model.logits_kernel).T.copy()))
-        dense.bias.copy_(torch.from_numpy(np.asarray(net.model.logits_bias).copy()))
+        dense.weight.copy_(torch.from_numpy(weights["logits_kernel"].T.copy()))
+        dense.bias.copy_(torch.from_numpy(weights["logits_bias"].copy()))
     return module, dense
 
 
-def measure(calls, rounds, seconds_per_round):
-    """{name: median over rounds of the mean microseconds per call}, the calls alternating."""
-    per_call = {}
-    for name, call in calls.items():                 # warm up and size each round
-        for _ in range(20):
+def implementation(name, row, where, threads):
+    """The call that worker ``name`` times, and the logits it gives (checked before timing)."""
+    import numpy as np
+    data = dict(np.load(os.path.join(where, "inputs.npz")))
+    x = data["x"]
+    if name == "predict":
+        import minirnn
+        exported = minirnn.load_exported(os.fsdecode(data["export"].item()))
+        return lambda: exported.predict({"x": x}), lambda: exported.predict({"x": x})["logits"]
+    if name == "estimator":
+        import minirnn
+        clf = minirnn.RNNClassifier(**estimator_arguments(row, where))
+
+        def predict():
+            return next(clf.predict(lambda: {"x": x}, predict_keys=["logits"], yield_single_examples=False))
+        return predict, lambda: predict()["logits"]
+    if name == "onnxruntime":
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = onnxruntime.InferenceSession(os.path.join(where, "model.onnx"), options,
+                                               providers=["CPUExecutionProvider"])
+        feed = {"x": x, "sequence_length": np.full(len(x), x.shape[1], dtype=np.int64)}
+        feed = {i.name: feed[i.name] for i in session.get_inputs()}
+        return lambda: session.run(None, feed), lambda: session.run(["logits"], feed)[0]
+    import torch
+    torch.set_num_threads(threads)
+    module, dense = torch_twin(data, ROWS[row][0])
+    tx = torch.from_numpy(x)
+
+    def forward():
+        with torch.inference_mode():
+            return dense(module(tx)[0][:, -1])
+    return forward, lambda: forward().numpy()
+
+
+def worker(name, row, where, threads, seconds):
+    """A worker process: check the logits, size a round, then run a round per line read; prints one
+    JSON line per answer."""
+    import numpy as np
+    call, logits = implementation(name, row, where, threads)
+    want = np.load(os.path.join(where, "inputs.npz"))["logits"]
+    if not np.allclose(logits(), want, rtol=1e-4, atol=1e-5):
+        print(json.dumps({"error": f"{row}: {name}'s logits differ from the exported predictor's"}), flush=True)
+        return
+    for _ in range(20):                  # warm up, then size a round
+        call()
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        call()
+        n += 1
+    print(json.dumps({"ready": n}), flush=True)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        for _ in range(n):
             call()
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds_per_round:
-            call()
-            n += 1
-        per_call[name] = n
-    samples = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            n = per_call[name]
-            start = time.perf_counter()
-            for _ in range(n):
-                call()
-            samples[name].append((time.perf_counter() - start) / n * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+        print(json.dumps({"us": (time.perf_counter() - start) / n * 1e6}), flush=True)
+
+
+def measure(names, row, where, args):
+    """{name: median over rounds of the mean microseconds per call}: one worker process per
+    implementation, taking turns."""
+    workers = {}
+    try:
+        for name in names:
+            workers[name] = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--worker", name, "--rows", row, "--folder", where,
+                 "--threads", str(args.threads), "--seconds", str(args.seconds)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            answer = json.loads(workers[name].stdout.readline() or '{"error": "%s: the %s worker failed"}' % (row, name))
+            if "error" in answer:
+                sys.exit(answer["error"])
+        samples = {name: [] for name in names}
+        for _ in range(args.rounds):
+            for name, process in workers.items():
+                process.stdin.write("round\n")
+                process.stdin.flush()
+                samples[name].append(json.loads(process.stdout.readline())["us"])
+        return {name: statistics.median(values) for name, values in samples.items()}
+    finally:
+        for process in workers.values():
+            process.stdin.close()
+            process.wait()
 
 
 def main():
@@ -120,61 +199,36 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="threads for every implementation (default 2)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=0.1, help="length of one implementation's round")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)          # internal: one implementation's process
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
     add_output_argument(parser)
     args = parser.parse_args()
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(args.threads)
+    if args.worker:
+        return worker(args.worker, args.rows[0], args.folder, args.threads, args.seconds)
     require_minirnn()
     import numpy as np
     report = Report(args.output)
     report.machine(threads=args.threads, onnxruntime=version("onnxruntime"))
-    try:
-        import onnxruntime
-    except ImportError:
-        onnxruntime = None
+    names = ["predict", "estimator"]
+    if version("onnxruntime") is None:
         print(skip_line("onnxruntime", "pip install onnxruntime"))
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
+    else:
+        names.append("onnxruntime")
+    torch = version("torch") is not None
+    if not torch:
         print(skip_line("PyTorch", CPU_TORCH))
     folder = tempfile.mkdtemp(prefix="bench_inference_")
     print(f"{'row':<16}{'predict us':>12}{'estimator':>11}{'onnxrt us':>11}{'pytorch us':>12}"
           f"{'vs ort':>8}{'vs torch':>10}")
     for row in args.rows:
         cell = ROWS[row][0]
-        clf, exported, x, onnx_path = build(row, folder)
-        want = exported.predict({"x": x})["logits"]
-        calls = {"predict": lambda: exported.predict({"x": x}),
-                 "estimator": lambda: next(clf.predict(lambda: {"x": x}, predict_keys=["logits"],
-                                                       yield_single_examples=False))}
-        got = next(clf.predict(lambda: {"x": x}, predict_keys=["logits"], yield_single_examples=False))["logits"]
-        if not np.allclose(got, want, rtol=1e-5, atol=1e-6):
-            sys.exit(f"{row}: estimator.predict and the exported predictor differ")
-        if onnxruntime is not None:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-            session = onnxruntime.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
-            feed = {"x": x, "sequence_length": np.full(len(x), x.shape[1], dtype=np.int64)}
-            feed = {i.name: feed[i.name] for i in session.get_inputs()}
-            if not np.allclose(session.run(["logits"], feed)[0], want, rtol=1e-4, atol=1e-5):
-                sys.exit(f"{row}: onnxruntime's logits differ from minirnn's")
-            calls["onnxruntime"] = lambda: session.run(None, feed)
-        if torch is not None and cell in ("lstm", "gru", "simple_rnn") and not (
-                cell == "gru" and np.asarray(exported._network.model.layers[0].bias).ndim != 2):
-            module, dense = torch_twin(exported, cell)
-            tx = torch.from_numpy(x)
-
-            def forward():
-                with torch.inference_mode():
-                    return dense(module(tx)[0][:, -1])
-            if not np.allclose(forward().numpy(), want, rtol=1e-4, atol=1e-5):
-                sys.exit(f"{row}: PyTorch's logits differ from minirnn's")
-            calls["pytorch"] = forward
-        times = measure(calls, args.rounds, args.seconds)
+        where = build(row, folder)
+        reset_before = cell == "gru" and np.load(os.path.join(where, "inputs.npz"))["bias"].ndim != 2
+        times = measure(names + (["pytorch"] if torch and not reset_before else []), row, where, args)
         line = {"bench": "inference", "row": row, "cell": cell, "units": ROWS[row][1], "T": ROWS[row][2],
-                "D": ROWS[row][3], "batch": ROWS[row][4], "threads": args.threads,
+                "D": ROWS[row][3], "batch": ROWS[row][4], "threads": args.threads, "processes": "one per implementation",
                 "predict_us": round(times["predict"], 1), "estimator_us": round(times["estimator"], 1),
                 "onnxruntime_us": round(times["onnxruntime"], 1) if "onnxruntime" in times else None,
                 "pytorch_us": round(times["pytorch"], 1) if "pytorch" in times else None}
@@ -184,7 +238,7 @@ def main():
         print(f"{row:<16}{line['predict_us']:>12}{line['estimator_us']:>11}{shown[0]}"
               f"{line['pytorch_us'] if line['pytorch_us'] is not None else '-':>12}"
               f"{line['predict_vs_onnxruntime'] if line['predict_vs_onnxruntime'] is not None else '-':>8}"
-              f"{line['predict_vs_pytorch'] if line['predict_vs_pytorch'] is not None else '-':>10}")
+              f"{line['predict_vs_pytorch'] if line['predict_vs_pytorch'] is not None else '-':>10}", flush=True)
         report.row(line)
 
 
