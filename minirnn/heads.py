@@ -324,8 +324,7 @@ class BinaryClassHead(_ClassHead):
         B = logits.shape[0]
         return {"logits": logits, "logistic": probabilities[..., 1:].copy(), "probabilities": probabilities,
                 "class_ids": class_ids, "classes": names[class_ids],
-                "all_class_ids": np.broadcast_to(np.arange(2, dtype=np.int32), (B, 2)).copy(),
-                "all_classes": np.broadcast_to(names, (B, 2)).copy()}
+                "all_class_ids": np.tile(np.arange(2, dtype=np.int32), (B, 1)), "all_classes": np.tile(names, (B, 1))}
 
 
 class MultiClassHead(_ClassHead):
