@@ -117,9 +117,11 @@ def input_fns(n_train=B * 1000):
 
 def _cache_stats():
     from minirnn.kernels import lstm
+    from minirnn.kernels._threads import small_products_in_blas
     hits = misses = 0
-    for name in ("_forward_loop", "_backward_loop"):
-        stats = getattr(lstm, name).stats
+    compiled = lstm.loops(small_products_in_blas())
+    for loop in (compiled.forward, compiled.backward):
+        stats = loop.stats
         hits += sum(stats.cache_hits.values())
         misses += sum(stats.cache_misses.values())
     return {"cache_hits": hits, "cache_misses": misses}

@@ -49,6 +49,9 @@ How the work is laid out (the same plan in all three cells; the pieces are in :m
   memory of the last instead of faulting fresh pages in.
 """
 
+import functools
+from types import SimpleNamespace
+
 import numpy as np
 
 from ._jit import kernel_jit
@@ -64,108 +67,121 @@ from .workspace import scratch
 I, F, C, O = 0, 1, 2, 3
 
 
-@kernel_jit
-def _forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, blas, x_tm, gates, hs, cs, y):
-    B, T, D = x.shape
-    H = U.shape[0]
-    G = 4 * H
-    keep = hs.shape[0] == T + 1                    # training: every state, for backward; else two, alternating
-    every = y.shape[1] == T                        # every output, or only the last (y [B, 1, H])
-    copy_time_major(x, x_tm)
-    input_product(x_tm, W, gates, blas)            # x_t W for every step at once
-    copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}, cs[t] = c_{t-1}: saved for backward
-    copy_rows(cs[0], c0)
-    z = np.empty((B, G), dtype=x.dtype)
-    UT = transposed_for_step(U, B, blas)
-    a = gates.reshape(T, B, 4, H)                  # x_t W, overwritten by the activated gates
-    r = z.reshape(B, 4, H)                         # h_{t-1} U
-    b4 = bias.reshape(4, H)
-    for t in range(T):
-        p = t if keep else t & 1                   # hs[p] = h_{t-1}, hs[n] = h_t
-        n = p + 1 if keep else p ^ 1
-        s = t if every else 0                      # y[:, s] = y_t
-        step_product(hs[p], U, UT, z, blas)        # h_{t-1} U
-        for b in range(B):
-            if not mask[b, t]:                     # masked: carry the states, repeat the output
-                for j in range(H):
-                    hs[n, b, j] = hs[p, b, j]
-                    cs[n, b, j] = cs[p, b, j]
-                    y[b, s, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, s - 1 if every else 0, j]
-                continue
-            for j in range(H):                     # i = sigmoid(z_i), z = x_t W + h_{t-1} U + b
-                a[t, b, I, j] = sigmoid(a[t, b, I, j] + r[b, I, j] + b4[I, j])
-            for j in range(H):                     # f = sigmoid(z_f)
-                a[t, b, F, j] = sigmoid(a[t, b, F, j] + r[b, F, j] + b4[F, j])
-            for j in range(H):                     # g = tanh(z_c)
-                a[t, b, C, j] = tanh(a[t, b, C, j] + r[b, C, j] + b4[C, j])
-            for j in range(H):                     # o = sigmoid(z_o)
-                a[t, b, O, j] = sigmoid(a[t, b, O, j] + r[b, O, j] + b4[O, j])
-            for j in range(H):                     # c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
-                c = a[t, b, F, j] * cs[p, b, j] + a[t, b, I, j] * a[t, b, C, j]
-                h = a[t, b, O, j] * tanh(c)
-                cs[n, b, j] = c
-                hs[n, b, j] = h
-                y[b, s, j] = h
+@functools.lru_cache(maxsize=None)
+def loops(blas):
+    """The cell's compiled time loops, ``forward`` and ``backward``, with their products in BLAS
+    (``blas`` True) or in :mod:`.linalg`'s blocked loops (False).
 
+    ``blas`` is a constant of these closures: Numba compiles only the branch of each product that
+    the variant takes, and caches each variant apart (it keys a closure's cache on the closure's
+    values). A first call compiles about half as much code as loops taking ``blas`` as an argument.
+    :func:`forward` and :func:`backward` take the variant ``_threads.small_products_in_blas()``
+    names (one per process, chosen from the environment).
+    """
 
-@kernel_jit
-def _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
-                   dW, dU, db, need_dx, blas, dz, wg, dx_tm):
-    T, B, G = gates.shape
-    H = G // 4
-    one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
-    chunk = dz.shape[0]                            # dz [chunk, B, G]: the chunk's gate gradients
-    UT = np.ascontiguousarray(U.T)
-    WT = np.ascontiguousarray(W.T)
-    dh = dh_T.copy()                               # the gradient reaching h_t, c_t from step t+1
-    dc = dc_T.copy()
-    dy_carry = np.zeros((B, H), dtype=gates.dtype)  # output gradient repeated over masked steps
-    dh_rec = np.empty((B, H), dtype=gates.dtype)
-    a = gates.reshape(T, B, 4, H)                  # the activated gates i, f, g, o
-    d = dz.reshape(chunk, B, 4, H)
-    for t1 in range(T, 0, -chunk):                 # chunks of steps t0 <= t < t1, from the last
-        t0 = max(t1 - chunk, 0)
-        for t in range(t1 - 1, t0 - 1, -1):
-            s = t - t0                             # step t's rows in the chunk
+    @kernel_jit
+    def forward_loop(x, mask, h0, c0, W, U, bias, zero_output_for_mask, x_tm, gates, hs, cs, y):
+        B, T, D = x.shape
+        H = U.shape[0]
+        G = 4 * H
+        keep = hs.shape[0] == T + 1                    # training: every state, for backward; else two, alternating
+        every = y.shape[1] == T                        # every output, or only the last (y [B, 1, H])
+        copy_time_major(x, x_tm)
+        input_product(x_tm, W, gates, blas)            # x_t W for every step at once
+        copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}, cs[t] = c_{t-1}: saved for backward
+        copy_rows(cs[0], c0)
+        z = np.empty((B, G), dtype=x.dtype)
+        UT = transposed_for_step(U, B, blas)
+        a = gates.reshape(T, B, 4, H)                  # x_t W, overwritten by the activated gates
+        r = z.reshape(B, 4, H)                         # h_{t-1} U
+        b4 = bias.reshape(4, H)
+        for t in range(T):
+            p = t if keep else t & 1                   # hs[p] = h_{t-1}, hs[n] = h_t
+            n = p + 1 if keep else p ^ 1
+            s = t if every else 0                      # y[:, s] = y_t
+            step_product(hs[p], U, UT, z, blas)        # h_{t-1} U
             for b in range(B):
-                if not mask[b, t]:
-                    for k in range(G):
-                        dz[s, b, k] = 0.0          # no gradient into a masked step
-                    if not zero_output_for_mask:
-                        for j in range(H):
-                            dy_carry[b, j] += dy[b, t, j]
-                    continue
-                for j in range(H):                 # dh = dh_t + dy_t
-                    dh[b, j] += dy[b, t, j] + dy_carry[b, j]
-                    dy_carry[b, j] = 0.0
-                for j in range(H):                 # dz_o = dh tanh(c_t) o(1-o);  dc += dh o (1 - tanh(c_t)^2)
-                    tc = tanh(cs[t + 1, b, j])
-                    o = a[t, b, O, j]
-                    d[s, b, O, j] = dh[b, j] * tc * o * (one - o)
-                    dc[b, j] += dh[b, j] * o * (one - tc * tc)
-                for j in range(H):                 # dz_i = dc g i(1-i)
-                    i = a[t, b, I, j]
-                    d[s, b, I, j] = dc[b, j] * a[t, b, C, j] * i * (one - i)
-                for j in range(H):                 # dz_f = dc c_{t-1} f(1-f)
-                    f = a[t, b, F, j]
-                    d[s, b, F, j] = dc[b, j] * cs[t, b, j] * f * (one - f)
-                for j in range(H):                 # dz_c = dc i (1-g^2)
-                    g = a[t, b, C, j]
-                    d[s, b, C, j] = dc[b, j] * a[t, b, I, j] * (one - g * g)
-                for j in range(H):                 # dc_{t-1} = dc f
-                    dc[b, j] *= a[t, b, F, j]
-            step_product(dz[s], UT, U, dh_rec, blas)   # dh_{t-1} = dz U^T
-            for b in range(B):
-                if mask[b, t]:
+                if not mask[b, t]:                     # masked: carry the states, repeat the output
                     for j in range(H):
-                        dh[b, j] = dh_rec[b, j]
-        n = t1 - t0                                # the chunk's sums over its steps and rows:
-        accumulate_weight_grads(x_tm[t0:t1], dz[:n], dW, hs[t0:t1], dz[:n], dU, 0, blas, wg)  # dW, dU
-        add_column_sums(db, dz[:n])                # db += sum dz
-        if need_dx:
-            input_grad_product(dz[:n], WT, W, dx_tm[t0:t1], blas)  # dx_t = dz W^T
-    dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=gates.dtype)
-    return dx, dh, dc
+                        hs[n, b, j] = hs[p, b, j]
+                        cs[n, b, j] = cs[p, b, j]
+                        y[b, s, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, s - 1 if every else 0, j]
+                    continue
+                for j in range(H):                     # i = sigmoid(z_i), z = x_t W + h_{t-1} U + b
+                    a[t, b, I, j] = sigmoid(a[t, b, I, j] + r[b, I, j] + b4[I, j])
+                for j in range(H):                     # f = sigmoid(z_f)
+                    a[t, b, F, j] = sigmoid(a[t, b, F, j] + r[b, F, j] + b4[F, j])
+                for j in range(H):                     # g = tanh(z_c)
+                    a[t, b, C, j] = tanh(a[t, b, C, j] + r[b, C, j] + b4[C, j])
+                for j in range(H):                     # o = sigmoid(z_o)
+                    a[t, b, O, j] = sigmoid(a[t, b, O, j] + r[b, O, j] + b4[O, j])
+                for j in range(H):                     # c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
+                    c = a[t, b, F, j] * cs[p, b, j] + a[t, b, I, j] * a[t, b, C, j]
+                    h = a[t, b, O, j] * tanh(c)
+                    cs[n, b, j] = c
+                    hs[n, b, j] = h
+                    y[b, s, j] = h
+
+    @kernel_jit
+    def backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
+                       dW, dU, db, need_dx, dz, wg, dx_tm):
+        T, B, G = gates.shape
+        H = G // 4
+        one = gates.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
+        chunk = dz.shape[0]                            # dz [chunk, B, G]: the chunk's gate gradients
+        UT = np.ascontiguousarray(U.T)
+        WT = np.ascontiguousarray(W.T)
+        dh = dh_T.copy()                               # the gradient reaching h_t, c_t from step t+1
+        dc = dc_T.copy()
+        dy_carry = np.zeros((B, H), dtype=gates.dtype)  # output gradient repeated over masked steps
+        dh_rec = np.empty((B, H), dtype=gates.dtype)
+        a = gates.reshape(T, B, 4, H)                  # the activated gates i, f, g, o
+        d = dz.reshape(chunk, B, 4, H)
+        for t1 in range(T, 0, -chunk):                 # chunks of steps t0 <= t < t1, from the last
+            t0 = max(t1 - chunk, 0)
+            for t in range(t1 - 1, t0 - 1, -1):
+                s = t - t0                             # step t's rows in the chunk
+                for b in range(B):
+                    if not mask[b, t]:
+                        for k in range(G):
+                            dz[s, b, k] = 0.0          # no gradient into a masked step
+                        if not zero_output_for_mask:
+                            for j in range(H):
+                                dy_carry[b, j] += dy[b, t, j]
+                        continue
+                    for j in range(H):                 # dh = dh_t + dy_t
+                        dh[b, j] += dy[b, t, j] + dy_carry[b, j]
+                        dy_carry[b, j] = 0.0
+                    for j in range(H):                 # dz_o = dh tanh(c_t) o(1-o);  dc += dh o (1 - tanh(c_t)^2)
+                        tc = tanh(cs[t + 1, b, j])
+                        o = a[t, b, O, j]
+                        d[s, b, O, j] = dh[b, j] * tc * o * (one - o)
+                        dc[b, j] += dh[b, j] * o * (one - tc * tc)
+                    for j in range(H):                 # dz_i = dc g i(1-i)
+                        i = a[t, b, I, j]
+                        d[s, b, I, j] = dc[b, j] * a[t, b, C, j] * i * (one - i)
+                    for j in range(H):                 # dz_f = dc c_{t-1} f(1-f)
+                        f = a[t, b, F, j]
+                        d[s, b, F, j] = dc[b, j] * cs[t, b, j] * f * (one - f)
+                    for j in range(H):                 # dz_c = dc i (1-g^2)
+                        g = a[t, b, C, j]
+                        d[s, b, C, j] = dc[b, j] * a[t, b, I, j] * (one - g * g)
+                    for j in range(H):                 # dc_{t-1} = dc f
+                        dc[b, j] *= a[t, b, F, j]
+                step_product(dz[s], UT, U, dh_rec, blas)   # dh_{t-1} = dz U^T
+                for b in range(B):
+                    if mask[b, t]:
+                        for j in range(H):
+                            dh[b, j] = dh_rec[b, j]
+            n = t1 - t0                                # the chunk's sums over its steps and rows:
+            accumulate_weight_grads(x_tm[t0:t1], dz[:n], dW, hs[t0:t1], dz[:n], dU, 0, blas, wg)  # dW, dU
+            add_column_sums(db, dz[:n])                # db += sum dz
+            if need_dx:
+                input_grad_product(dz[:n], WT, W, dx_tm[t0:t1], blas)  # dx_t = dz W^T
+        dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=gates.dtype)
+        return dx, dh, dc
+
+    return SimpleNamespace(forward=forward_loop, backward=backward_loop)
 
 
 def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None,
@@ -197,8 +213,8 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     x_tm, gates, hs, cs = scratch(workspace, "forward" if training else "inference", x.dtype, (T, B, D),
                                   (T, B, 4 * H), (kept, B, H), (kept, B, H))
     y = np.empty((B, T if all_outputs else 1, H), dtype=x.dtype)
-    _forward_loop(x, mask, h0, c0, kernel, recurrent_kernel, bias, zero_output_for_mask, small_products_in_blas(),
-                  x_tm, gates, hs, cs, y)
+    loops(small_products_in_blas()).forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, zero_output_for_mask,
+                                            x_tm, gates, hs, cs, y)
     last = T if training else T & 1
     states = (hs[last].copy(), cs[last].copy())
     if not training:
@@ -220,7 +236,7 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     chunk = chunk_steps(T, B)
     dz, wg, dx_tm = scratch(workspace, "backward", x_tm.dtype, (chunk, B, 4 * H),
                             weight_grad_scratch(chunk * B, max(D, H), 4 * H), (T if need_dx else 0, B, D))
-    dx, dh0, dc0 = _backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
-                                  dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas(),
-                                  dz, wg, dx_tm)
+    backward_loop = loops(small_products_in_blas()).backward
+    dx, dh0, dc0 = backward_loop(dy, dh_T, dc_T, mask, x_tm, W, U, gates, hs, cs, zero_output_for_mask,
+                                 dkernel, drecurrent_kernel, dbias, need_dx, dz, wg, dx_tm)
     return (dx if need_dx else None), (dh0, dc0)

@@ -29,6 +29,9 @@ and da U^T per step, and backward in chunks of steps whose weight, bias and inpu
 products each (``accumulate_weight_grads``, ``input_grad_product``).
 """
 
+import functools
+from types import SimpleNamespace
+
 import numpy as np
 
 from ._jit import kernel_jit
@@ -40,73 +43,86 @@ from .linalg import (accumulate_weight_grads, add_column_sums, batch_major, chec
 from .workspace import scratch
 
 
-@kernel_jit
-def _forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, blas, x_tm, xw, hs, y):
-    B, T, D = x.shape
-    H = U.shape[0]
-    keep = hs.shape[0] == T + 1                    # training: every state, for backward (see lstm.py)
-    every = y.shape[1] == T                        # every output, or only the last (y [B, 1, H])
-    copy_time_major(x, x_tm)
-    input_product(x_tm, W, xw, blas)               # x_t W for every step at once
-    copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}: saved for backward
-    zr = np.empty((B, H), dtype=x.dtype)
-    UT = transposed_for_step(U, B, blas)
-    for t in range(T):
-        p = t if keep else t & 1                   # hs[p] = h_{t-1}, hs[n] = h_t
-        n = p + 1 if keep else p ^ 1
-        s = t if every else 0                      # y[:, s] = y_t
-        step_product(hs[p], U, UT, zr, blas)       # h_{t-1} U
-        for b in range(B):
-            if not mask[b, t]:                     # masked: carry the state, repeat the output
-                for j in range(H):
-                    hs[n, b, j] = hs[p, b, j]
-                    y[b, s, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, s - 1 if every else 0, j]
-                continue
-            for j in range(H):                     # h_t = tanh(x_t W + h_{t-1} U + b)
-                h = tanh(xw[t, b, j] + zr[b, j] + bias[j])
-                hs[n, b, j] = h
-                y[b, s, j] = h
+@functools.lru_cache(maxsize=None)
+def loops(blas):
+    """The cell's compiled time loops, ``forward`` and ``backward``, with their products in BLAS
+    (``blas`` True) or in :mod:`.linalg`'s blocked loops (False).
 
+    ``blas`` is a constant of these closures: Numba compiles only the branch of each product that
+    the variant takes, and caches each variant apart (it keys a closure's cache on the closure's
+    values). A first call compiles about half as much code as loops taking ``blas`` as an argument.
+    :func:`forward` and :func:`backward` take the variant ``_threads.small_products_in_blas()``
+    names (one per process, chosen from the environment).
+    """
 
-@kernel_jit
-def _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx, blas,
-                   da, wg, dx_tm):
-    T, B, D = x_tm.shape
-    H = U.shape[0]
-    one = x_tm.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
-    chunk = da.shape[0]                            # da [chunk, B, H]: the chunk's pre-activation gradients
-    UT = np.ascontiguousarray(U.T)
-    WT = np.ascontiguousarray(W.T)
-    dh = dh_T.copy()                               # the gradient reaching h_t from step t+1
-    dy_carry = np.zeros((B, H), dtype=hs.dtype)    # output gradient repeated over masked steps
-    dh_rec = np.empty((B, H), dtype=hs.dtype)
-    for t1 in range(T, 0, -chunk):                 # chunks of steps t0 <= t < t1, from the last
-        t0 = max(t1 - chunk, 0)
-        for t in range(t1 - 1, t0 - 1, -1):
-            s = t - t0                             # step t's rows in the chunk
+    @kernel_jit
+    def forward_loop(x, mask, h0, W, U, bias, zero_output_for_mask, x_tm, xw, hs, y):
+        B, T, D = x.shape
+        H = U.shape[0]
+        keep = hs.shape[0] == T + 1                    # training: every state, for backward (see lstm.py)
+        every = y.shape[1] == T                        # every output, or only the last (y [B, 1, H])
+        copy_time_major(x, x_tm)
+        input_product(x_tm, W, xw, blas)               # x_t W for every step at once
+        copy_rows(hs[0], h0)                           # hs[t] = h_{t-1}: saved for backward
+        zr = np.empty((B, H), dtype=x.dtype)
+        UT = transposed_for_step(U, B, blas)
+        for t in range(T):
+            p = t if keep else t & 1                   # hs[p] = h_{t-1}, hs[n] = h_t
+            n = p + 1 if keep else p ^ 1
+            s = t if every else 0                      # y[:, s] = y_t
+            step_product(hs[p], U, UT, zr, blas)       # h_{t-1} U
             for b in range(B):
-                if not mask[b, t]:
+                if not mask[b, t]:                     # masked: carry the state, repeat the output
                     for j in range(H):
-                        da[s, b, j] = 0.0          # no gradient into a masked step
-                        if not zero_output_for_mask:
-                            dy_carry[b, j] += dy[b, t, j]
+                        hs[n, b, j] = hs[p, b, j]
+                        y[b, s, j] = 0.0 if zero_output_for_mask or t == 0 else y[b, s - 1 if every else 0, j]
                     continue
-                for j in range(H):                 # da = (dh_t + dy_t) (1 - h_t^2)
-                    dh_j = dh[b, j] + dy[b, t, j] + dy_carry[b, j]
-                    dy_carry[b, j] = 0.0
-                    da[s, b, j] = dh_j * (one - hs[t + 1, b, j] * hs[t + 1, b, j])
-            step_product(da[s], UT, U, dh_rec, blas)   # dh_{t-1} = da U^T
-            for b in range(B):
-                if mask[b, t]:
-                    for j in range(H):
-                        dh[b, j] = dh_rec[b, j]
-        n = t1 - t0                                # the chunk's sums over its steps and rows:
-        accumulate_weight_grads(x_tm[t0:t1], da[:n], dW, hs[t0:t1], da[:n], dU, 0, blas, wg)  # dW, dU
-        add_column_sums(db, da[:n])                # db += sum da
-        if need_dx:
-            input_grad_product(da[:n], WT, W, dx_tm[t0:t1], blas)  # dx_t = da W^T
-    dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=hs.dtype)
-    return dx, dh
+                for j in range(H):                     # h_t = tanh(x_t W + h_{t-1} U + b)
+                    h = tanh(xw[t, b, j] + zr[b, j] + bias[j])
+                    hs[n, b, j] = h
+                    y[b, s, j] = h
+
+    @kernel_jit
+    def backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dW, dU, db, need_dx,
+                       da, wg, dx_tm):
+        T, B, D = x_tm.shape
+        H = U.shape[0]
+        one = x_tm.dtype.type(1.0)  # a 1 of the array dtype: keeps float32 maths in float32
+        chunk = da.shape[0]                            # da [chunk, B, H]: the chunk's pre-activation gradients
+        UT = np.ascontiguousarray(U.T)
+        WT = np.ascontiguousarray(W.T)
+        dh = dh_T.copy()                               # the gradient reaching h_t from step t+1
+        dy_carry = np.zeros((B, H), dtype=hs.dtype)    # output gradient repeated over masked steps
+        dh_rec = np.empty((B, H), dtype=hs.dtype)
+        for t1 in range(T, 0, -chunk):                 # chunks of steps t0 <= t < t1, from the last
+            t0 = max(t1 - chunk, 0)
+            for t in range(t1 - 1, t0 - 1, -1):
+                s = t - t0                             # step t's rows in the chunk
+                for b in range(B):
+                    if not mask[b, t]:
+                        for j in range(H):
+                            da[s, b, j] = 0.0          # no gradient into a masked step
+                            if not zero_output_for_mask:
+                                dy_carry[b, j] += dy[b, t, j]
+                        continue
+                    for j in range(H):                 # da = (dh_t + dy_t) (1 - h_t^2)
+                        dh_j = dh[b, j] + dy[b, t, j] + dy_carry[b, j]
+                        dy_carry[b, j] = 0.0
+                        da[s, b, j] = dh_j * (one - hs[t + 1, b, j] * hs[t + 1, b, j])
+                step_product(da[s], UT, U, dh_rec, blas)   # dh_{t-1} = da U^T
+                for b in range(B):
+                    if mask[b, t]:
+                        for j in range(H):
+                            dh[b, j] = dh_rec[b, j]
+            n = t1 - t0                                # the chunk's sums over its steps and rows:
+            accumulate_weight_grads(x_tm[t0:t1], da[:n], dW, hs[t0:t1], da[:n], dU, 0, blas, wg)  # dW, dU
+            add_column_sums(db, da[:n])                # db += sum da
+            if need_dx:
+                input_grad_product(da[:n], WT, W, dx_tm[t0:t1], blas)  # dx_t = da W^T
+        dx = batch_major(dx_tm) if need_dx else np.empty((0, 0, 0), dtype=hs.dtype)
+        return dx, dh
+
+    return SimpleNamespace(forward=forward_loop, backward=backward_loop)
 
 
 def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask=False, workspace=None,
@@ -121,8 +137,8 @@ def forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_ma
     x_tm, xw, hs = scratch(workspace, "forward" if training else "inference", x.dtype, (T, B, D), (T, B, H),
                            (T + 1 if training else 2, B, H))
     y = np.empty((B, T if all_outputs else 1, H), dtype=x.dtype)
-    _forward_loop(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask, small_products_in_blas(),
-                  x_tm, xw, hs, y)
+    loops(small_products_in_blas()).forward(x, mask, h0, kernel, recurrent_kernel, bias, zero_output_for_mask,
+                                            x_tm, xw, hs, y)
     states = (hs[T if training else T & 1].copy(),)
     if not training:
         return y, states, None
@@ -139,6 +155,7 @@ def backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=Tr
     chunk = chunk_steps(T, B)
     da, wg, dx_tm = scratch(workspace, "backward", x_tm.dtype, (chunk, B, H),
                             weight_grad_scratch(chunk * B, max(D, H), H), (T if need_dx else 0, B, D))
-    dx, dh0 = _backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask,
-                             dkernel, drecurrent_kernel, dbias, need_dx, small_products_in_blas(), da, wg, dx_tm)
+    backward_loop = loops(small_products_in_blas()).backward
+    dx, dh0 = backward_loop(dy, dh_T, mask, x_tm, W, U, hs, zero_output_for_mask, dkernel, drecurrent_kernel, dbias,
+                            need_dx, da, wg, dx_tm)
     return (dx if need_dx else None), (dh0,)

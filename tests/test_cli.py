@@ -517,10 +517,11 @@ def test_warmup_fills_the_kernel_cache_that_a_later_prediction_loads(tmp_path):
     probe = ("import numpy as np, minirnn\n"
              "from minirnn import feature_column as fc\n"
              "from minirnn.kernels import simple_rnn\n"
+             "from minirnn.kernels._threads import small_products_in_blas\n"
              "net = minirnn.network.Network([fc.sequence_numeric_column('x', shape=5)], units=[7],\n"
              "                              cell_type='simple_rnn', seed=1)\n"
              "net.forward({'x': np.ones((2, 4, 5), np.float32)})\n"
-             "stats = simple_rnn._forward_loop.stats\n"
+             "stats = simple_rnn.loops(small_products_in_blas()).forward.stats\n"
              "print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))")
     done = subprocess.run([sys.executable, "-P", "-c", probe], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)

@@ -114,12 +114,14 @@ def test_gradients_accumulate_until_zeroed():
 def test_numba_path_really_runs(monkeypatch):
     monkeypatch.delenv("MINIRNN_BACKEND", raising=False)
     from minirnn.kernels import lstm
+    from minirnn.kernels._threads import small_products_in_blas
     assert kernels.default_backend() == "numba"
     layer = LSTM(3, seed=0)
     x = _x(dtype=np.float32)
     calls = []
-    real = lstm._forward_loop
-    monkeypatch.setattr(lstm, "_forward_loop", lambda *a: calls.append(1) or real(*a))
+    compiled = lstm.loops(small_products_in_blas())
+    real = compiled.forward
+    monkeypatch.setattr(compiled, "forward", lambda *a: calls.append(1) or real(*a))
     layer.forward(x)
     assert calls, "the layer did not call the Numba kernel"
     # and it is compiled machine code, not the Python function

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 
@@ -46,10 +47,45 @@ RUN_LSTM = """
     import json, numpy as np
     from minirnn.layers import LSTM
     from minirnn.kernels import lstm
+    from minirnn.kernels._threads import small_products_in_blas
     y = LSTM(3, seed=0).forward(np.ones((2, 4, 3), np.float32))
-    print(json.dumps({"finite": bool(np.isfinite(y).all()), "hits": sum(lstm._forward_loop.stats.cache_hits.values()),
-                      "cache": type(lstm._forward_loop._cache).__name__}))
+    loop = lstm.loops(small_products_in_blas()).forward
+    print(json.dumps({"finite": bool(np.isfinite(y).all()), "hits": sum(loop.stats.cache_hits.values()),
+                      "cache": type(loop._cache).__name__}))
 """
+
+
+RUN_VARIANT = """
+    import json, sys, numpy as np
+    from minirnn.kernels import _threads, linalg, lstm
+    _threads._blas_small = sys.argv[1] == "blas"          # the choice small_products_in_blas() makes once
+    x = np.ones((2, 4, 3), np.float32)
+    states = (np.zeros((2, 5), np.float32),) * 2
+    W, U, b = np.ones((3, 20), np.float32), np.ones((5, 20), np.float32), np.zeros(20, np.float32)
+    y = lstm.forward(x, np.ones((2, 4), bool), states, W, U, b, training=False)[0]
+    stats = lstm.loops(sys.argv[1] == "blas").forward.stats
+    print(json.dumps({"y": y.tolist(), "hits": sum(stats.cache_hits.values()),
+                      "misses": sum(stats.cache_misses.values()),
+                      "loops_compiled": [f.__name__ for f in (linalg.matmul_rows, linalg.matmul_bt) if f.signatures]}))
+"""
+
+
+@pytest.mark.slow
+def test_each_product_variant_compiles_only_its_own_products_and_caches_apart(tmp_path):
+    # the BLAS variant of a cell's loops never compiles the blocked loops; each variant has its own
+    # cache entry, so a process that chose the other one neither recompiles nor loads the wrong one
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(variant):
+        code = "import sys; sys.argv[1:] = [%r]\n" % variant + textwrap.dedent(RUN_VARIANT)
+        return _python(code, tmp_path, env)
+    blas, loops = run("blas"), run("loops")
+    assert blas["loops_compiled"] == [] and loops["loops_compiled"] == ["matmul_rows", "matmul_bt"]
+    assert blas["misses"] == loops["misses"] == 1 and blas["hits"] == loops["hits"] == 0
+    np.testing.assert_allclose(blas["y"], loops["y"], rtol=1e-5)
+    again_blas, again_loops = run("blas"), run("loops")
+    assert (again_blas["hits"], again_blas["misses"], again_loops["hits"], again_loops["misses"]) == (1, 0, 1, 0)
+    assert again_blas["loops_compiled"] == [] and again_blas["y"] == blas["y"] and again_loops["y"] == loops["y"]
 
 
 @pytest.mark.slow
