@@ -36,6 +36,9 @@ Compile time is part of the user's first step, so the module keeps it down:
   once into each time loop, not once more per level of calls;
 * one blocked dot-product loop, :func:`matmul_bt`, serves the per-step products, the input
   gradients and the weight gradients;
+* the small copies and sums (:func:`copy_time_major`, :func:`copy_rows`, :func:`batch_major`, ...)
+  are inlined too: compiled on their own as well, each would cost a first call a compile of its
+  own (up to a second for the time-major copy) for a few lines of loop;
 * copies are loops: an array-to-array slice assignment (``a[t, b] = x[b, t]``) costs Numba far more
   compile time than the loop it stands for;
 * every caller passes C-contiguous arrays, so each function compiles once per dtype, and no call
@@ -53,7 +56,7 @@ from ._jit import inline_jit, kernel_jit
 # ---------------------------------------------------------------------------------------------
 
 
-@kernel_jit
+@inline_jit
 def copy_time_major(x, x_tm):
     """x_tm[t, b] = x[b, t]: a time-major copy of x [B, T, D] into x_tm [T, B, D], so that each step's
     rows are contiguous."""
@@ -64,7 +67,7 @@ def copy_time_major(x, x_tm):
                 x_tm[t, b, d] = x[b, t, d]
 
 
-@kernel_jit
+@inline_jit
 def batch_major(a_tm):
     """[T, B, D] -> a batch-major copy [B, T, D]."""
     T, B, D = a_tm.shape
@@ -76,7 +79,7 @@ def batch_major(a_tm):
     return a
 
 
-@kernel_jit
+@inline_jit
 def copy_rows(dst, src):
     """dst[:] = src, for two 2-D arrays of the same shape."""
     for i in range(dst.shape[0]):
@@ -84,7 +87,7 @@ def copy_rows(dst, src):
             dst[i, j] = src[i, j]
 
 
-@kernel_jit
+@inline_jit
 def add_steps(dst, src):
     """dst += src, for two arrays [steps, B, K] of the same shape."""
     for t in range(dst.shape[0]):
@@ -93,7 +96,7 @@ def add_steps(dst, src):
                 dst[t, b, j] += src[t, b, j]
 
 
-@kernel_jit
+@inline_jit
 def add_column_sums(dst, a):
     """dst += the sum of a [steps, B, K] over its steps and rows, into dst [K]: a bias gradient
     (``a.sum(axis=(0, 1))`` would cost Numba far more compile time than this loop)."""
@@ -368,7 +371,7 @@ def weight_grad_scratch(n, K, N):
     return (max(_aligned(N * n) + _aligned(K * n) + K * GRADIENT_BLOCK_ROWS, K * N),)
 
 
-@kernel_jit
+@inline_jit
 def _add_block(out, p, col0):
     """out[:, col0:col0 + N] += p [M, N]."""
     for i in range(p.shape[0]):
