@@ -159,7 +159,7 @@ def test_the_import_graph_has_no_cycle():
 def test_kernel_modules_import_only_numpy_numba_and_kernels(module):
     allowed = ("numpy", "numba", "scipy", "minirnn.kernels")    # scipy: the BLAS Numba's np.dot calls
     stdlib_ok = {"os", "functools", "importlib", "threading", "math", "ctypes", "warnings", "sys", "time",
-                 "contextlib", "collections", "struct", "itertools", "platform", "weakref", "json"}
+                 "contextlib", "collections", "struct", "itertools", "platform", "weakref", "json", "types"}
     for name, line in _imports(module):
         root = name.split(".")[0]
         assert name == "minirnn.kernels" or name.startswith(allowed) or root in stdlib_ok, \
