@@ -8,7 +8,8 @@ its own: ``load_exported(...).predict({"x": x})`` (``predict`` below), ``estimat
 batch (``estimator``), an onnxruntime session's ``run`` (``onnxruntime``), and PyTorch's module
 forward plus the logits layer under ``torch.inference_mode`` (``pytorch``). Each worker first checks
 its logits against the exported predictor's (within 1e-4) and stops the run if they differ. The
-workers take turns in short rounds (one runs while the others wait, idle), and the figure is the
+workers take turns in short rounds (one runs while the others wait, idle; each round starts after
+``--gap`` seconds with nothing running, and each worker goes first in turn), and the figure is the
 median over rounds of each round's mean, in microseconds; ratios are minirnn over the peer (lower is
 better). Separate processes, because thread pools that spin after a call (onnxruntime's, PyTorch's
 OpenMP) take cores from whatever runs next in the same process.
@@ -181,11 +182,12 @@ def measure(names, row, where, args):
             if "error" in answer:
                 sys.exit(answer["error"])
         samples = {name: [] for name in names}
-        for _ in range(args.rounds):
-            for name, process in workers.items():
-                process.stdin.write("round\n")
-                process.stdin.flush()
-                samples[name].append(json.loads(process.stdout.readline())["us"])
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:     # each goes first in turn
+                time.sleep(args.gap)                 # the last worker's spinning threads go to sleep
+                workers[name].stdin.write("round\n")
+                workers[name].stdin.flush()
+                samples[name].append(json.loads(workers[name].stdout.readline())["us"])
         return {name: statistics.median(values) for name, values in samples.items()}
     finally:
         for process in workers.values():
@@ -199,6 +201,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="threads for every implementation (default 2)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=0.1, help="length of one implementation's round")
+    parser.add_argument("--gap", type=float, default=0.2,
+                        help="seconds of idle time before each round, so that the thread pools of the worker "
+                             "that ran last stop spinning (default 0.2)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)          # internal: one implementation's process
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     add_output_argument(parser)
