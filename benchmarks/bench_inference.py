@@ -19,6 +19,7 @@ Usage, from the repository root (peers: ``pip install onnxruntime`` and a CPU bu
 
     python3 benchmarks/bench_inference.py                    # the issue's five rows, 2 threads
     python3 benchmarks/bench_inference.py --rows lstm-64-b1 --rounds 30 --threads 1
+    python3 benchmarks/bench_inference.py --rows lstm-64-b1 --stages   # where one call's time goes
 
 Prints the machine (CPU model, BLAS kernels; a JSON line {"bench": "machine", ...}), a table, and
 one JSON line per row: {"bench": "inference", "row", "predict_us", "estimator_us", "onnxruntime_us",
@@ -168,6 +169,50 @@ def worker(name, row, where, threads, seconds):
         print(json.dumps({"us": (time.perf_counter() - start) / n * 1e6}), flush=True)
 
 
+def stages(row, where, rounds):
+    """Microseconds per call of the exported predictor's nested stages, each timed on its own in this
+    process, alternating (medians over ``rounds`` of 200 calls each): where a call's time goes."""
+    import numpy as np
+
+    import minirnn
+    from minirnn import kernels
+    from minirnn.kernels import _threads
+    from minirnn.predictions import predict_batch
+    data = dict(np.load(os.path.join(where, "inputs.npz")))
+    exported = minirnn.load_exported(os.fsdecode(data["export"].item()))
+    features = {"x": data["x"]}
+    net, head = exported._network, exported._head
+    model, layer = net.model, net.model.layers[0]
+    x, mask = net.sequence.forward(features)
+    logits, _ = net.forward(features)
+    forward = kernels.load(layer.cell, "numba", split_rows=False)[0]
+    states = tuple(np.zeros((len(x), layer.units), np.float32) for _ in range(layer.n_states))
+    workspace = layer._workspace.inference()
+    cell = dict(workspace=workspace, training=False, all_outputs=False, **layer._cell_options())
+    weights = (layer.kernel, layer.recurrent_kernel, layer.bias, layer.zero_output_for_mask)
+    calls = {
+        "predict": lambda: exported.predict(features),
+        "predict_batch": lambda: predict_batch(exported.spec["kind"], head, net, features),
+        "network.forward": lambda: net.forward(features),
+        "feature columns": lambda: net.sequence.forward(features),
+        "model.forward": lambda: model.forward(x, mask),
+        "row blocks and threads": lambda: _threads.forward(forward, x, mask, states, *weights, **cell),
+        "cell forward": lambda: forward(x, mask, states, *weights, **cell),
+        "head outputs": lambda: head.predictions(logits),
+    }
+    for call in calls.values():
+        for _ in range(50):
+            call()
+    samples = {name: [] for name in calls}
+    for _ in range(rounds):                   # the stages alternate, so that drift hits them alike
+        for name, call in calls.items():
+            start = time.perf_counter()
+            for _ in range(200):
+                call()
+            samples[name].append((time.perf_counter() - start) / 200 * 1e6)
+    return {name: round(statistics.median(values), 1) for name, values in samples.items()}
+
+
 def measure(names, row, where, args):
     """{name: median over rounds of the mean microseconds per call}: one worker process per
     implementation, taking turns."""
@@ -204,6 +249,10 @@ def main():
     parser.add_argument("--gap", type=float, default=0.2,
                         help="seconds of idle time before each round, so that the thread pools of the worker "
                              "that ran last stop spinning (default 0.2)")
+    parser.add_argument("--stages", action="store_true",
+                        help="instead of the peers: time the exported predictor's nested stages (predict, "
+                             "predict_batch, network.forward, the feature columns, model.forward, the row-block "
+                             "and thread settings, the cell's forward, the head's outputs), in one process")
     parser.add_argument("--worker", help=argparse.SUPPRESS)          # internal: one implementation's process
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     add_output_argument(parser)
@@ -225,6 +274,13 @@ def main():
     if not torch:
         print(skip_line("PyTorch", CPU_TORCH))
     folder = tempfile.mkdtemp(prefix="bench_inference_")
+    if args.stages:
+        for row in args.rows:
+            times = stages(row, build(row, folder), args.rounds)
+            print(f"{row}: " + ", ".join(f"{name} {us}" for name, us in times.items()) + " (us per call)", flush=True)
+            report.row({"bench": "inference-stages", "row": row, "threads": args.threads, **{
+                name.replace(" ", "_").replace(".", "_") + "_us": us for name, us in times.items()}})
+        return
     print(f"{'row':<16}{'predict us':>12}{'estimator':>11}{'onnxrt us':>11}{'pytorch us':>12}"
           f"{'vs ort':>8}{'vs torch':>10}")
     for row in args.rows:
