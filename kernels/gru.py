@@ -72,11 +72,8 @@ def loops(blas):
     The loops index arrays through [.., 3, H] reshapes instead of taking views per row (each view
     costs reference counting; see lstm.py).
 
-    ``blas`` is a constant of these closures: Numba compiles only the branch of each product that
-    the variant takes, and caches each variant apart (it keys a closure's cache on the closure's
-    values). A first call compiles about half as much code as loops taking ``blas`` as an argument.
-    :func:`forward` and :func:`backward` take the variant ``_threads.small_products_in_blas()``
-    names (one per process, chosen from the environment).
+    Why ``blas`` is a constant of the closures rather than an argument: see
+    :func:`minirnn.kernels.lstm.loops`.
     """
 
     # ----------------------------------------------------------------------------------------
