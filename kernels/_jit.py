@@ -25,6 +25,9 @@ The cell maths is in ``simple_rnn.py``, ``lstm.py`` and ``gru.py``; the products
 call in :mod:`.linalg`; the float32 activations in :mod:`.activations`.
 """
 
+import functools
+import threading
+
 from numba import njit
 
 FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
@@ -42,3 +45,21 @@ def kernel_jit(fn, **options):
 def inline_jit(fn):
     """:func:`kernel_jit`, inlined into the compiled functions that call it (see the module docstring)."""
     return kernel_jit(fn, inline="always")
+
+
+def once_per_flag(factory):
+    """``factory(flag)`` (a cell's ``loops``) made once per flag value and kept. A lock, not
+    ``functools.lru_cache``: the row blocks of a first call ask from several threads at once, and two
+    factory calls would make two sets of dispatchers, each compiling the same loops."""
+    made, lock = {}, threading.Lock()
+
+    @functools.wraps(factory)
+    def get(flag):
+        found = made.get(flag)
+        if found is None:
+            with lock:
+                found = made.get(flag)
+                if found is None:
+                    found = made[flag] = factory(flag)
+        return found
+    return get

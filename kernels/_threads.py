@@ -46,22 +46,25 @@ def _blas_controls():
     """(get, set) for the thread count of the BLAS that Numba's np.dot calls, or None."""
     global _controls
     if _controls is None:
-        _controls = ()
-        try:
-            import scipy.linalg.cython_blas as blas
-            lib = ctypes.CDLL(blas.__file__)
-        except (ImportError, OSError):
-            return None
-        for prefix in ("scipy_openblas", "openblas"):
-            try:
-                get, set_ = getattr(lib, prefix + "_get_num_threads"), getattr(lib, prefix + "_set_num_threads")
-            except AttributeError:
-                continue
-            get.restype, get.argtypes = ctypes.c_int, []
-            set_.restype, set_.argtypes = None, [ctypes.c_int]
-            _controls = (get, set_)
-            break
+        _controls = _find_controls()           # assigned once, found: threads asking at once agree
     return _controls or None
+
+
+def _find_controls():
+    try:
+        import scipy.linalg.cython_blas as blas
+        lib = ctypes.CDLL(blas.__file__)
+    except (ImportError, OSError):
+        return ()
+    for prefix in ("scipy_openblas", "openblas"):
+        try:
+            get, set_ = getattr(lib, prefix + "_get_num_threads"), getattr(lib, prefix + "_set_num_threads")
+        except AttributeError:
+            continue
+        get.restype, get.argtypes = ctypes.c_int, []
+        set_.restype, set_.argtypes = None, [ctypes.c_int]
+        return get, set_
+    return ()
 
 
 def _configured_threads():
@@ -88,19 +91,22 @@ def small_products_in_blas():
     timing, so a run repeats bit for bit on the same machine and settings."""
     global _blas_small
     if _blas_small is None:
-        _blas_small = False
-        try:
-            import scipy.linalg.cython_blas as blas
-            lib = ctypes.CDLL(blas.__file__)
-        except (ImportError, OSError):
-            return _blas_small
-        for prefix in ("scipy_openblas", "openblas"):
-            get = getattr(lib, prefix + "_get_corename", None)
-            if get is not None:
-                get.restype, get.argtypes = ctypes.c_char_p, []
-                _blas_small = (get() or b"").decode().lower() in _AVX512_CORES
-                break
+        _blas_small = _avx512_core()           # assigned once, found: threads asking at once agree
     return _blas_small
+
+
+def _avx512_core():
+    try:
+        import scipy.linalg.cython_blas as blas
+        lib = ctypes.CDLL(blas.__file__)
+    except (ImportError, OSError):
+        return False
+    for prefix in ("scipy_openblas", "openblas"):
+        get = getattr(lib, prefix + "_get_corename", None)
+        if get is not None:
+            get.restype, get.argtypes = ctypes.c_char_p, []
+            return (get() or b"").decode().lower() in _AVX512_CORES
+    return False
 
 
 def available_threads():

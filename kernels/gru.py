@@ -45,12 +45,11 @@ different inputs (h_{t-1} and r * h_{t-1}), so each chunk makes two ``accumulate
 one per block of columns.
 """
 
-import functools
 from types import SimpleNamespace
 
 import numpy as np
 
-from ._jit import kernel_jit
+from ._jit import kernel_jit, once_per_flag
 from ._threads import small_products_in_blas
 from .activations import sigmoid, tanh
 from .linalg import (accumulate_weight_grads, add_column_sums, add_steps, batch_major, check_gradient_buffers,
@@ -63,7 +62,7 @@ from .workspace import scratch
 Z, R, N = 0, 1, 2
 
 
-@functools.lru_cache(maxsize=None)
+@once_per_flag
 def loops(blas):
     """The cell's compiled time loops, ``forward_reset_after`` / ``backward_reset_after`` and
     ``forward_reset_before`` / ``backward_reset_before``, with their products in BLAS (``blas`` True)

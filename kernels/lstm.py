@@ -49,12 +49,11 @@ How the work is laid out (the same plan in all three cells; the pieces are in :m
   memory of the last instead of faulting fresh pages in.
 """
 
-import functools
 from types import SimpleNamespace
 
 import numpy as np
 
-from ._jit import kernel_jit
+from ._jit import kernel_jit, once_per_flag
 from ._threads import small_products_in_blas
 from .activations import sigmoid, tanh
 from .linalg import (accumulate_weight_grads, add_column_sums, batch_major, check_gradient_buffers, chunk_steps,
@@ -67,7 +66,7 @@ from .workspace import scratch
 I, F, C, O = 0, 1, 2, 3
 
 
-@functools.lru_cache(maxsize=None)
+@once_per_flag
 def loops(blas):
     """The cell's compiled time loops, ``forward`` and ``backward``, with their products in BLAS
     (``blas`` True) or in :mod:`.linalg`'s blocked loops (False).

@@ -29,12 +29,11 @@ and da U^T per step, and backward in chunks of steps whose weight, bias and inpu
 products each (``accumulate_weight_grads``, ``input_grad_product``).
 """
 
-import functools
 from types import SimpleNamespace
 
 import numpy as np
 
-from ._jit import kernel_jit
+from ._jit import kernel_jit, once_per_flag
 from ._threads import small_products_in_blas
 from .activations import tanh
 from .linalg import (accumulate_weight_grads, add_column_sums, batch_major, check_gradient_buffers, chunk_steps,
@@ -43,7 +42,7 @@ from .linalg import (accumulate_weight_grads, add_column_sums, batch_major, chec
 from .workspace import scratch
 
 
-@functools.lru_cache(maxsize=None)
+@once_per_flag
 def loops(blas):
     """The cell's compiled time loops, ``forward`` and ``backward``, with their products in BLAS
     (``blas`` True) or in :mod:`.linalg`'s blocked loops (False).

@@ -70,6 +70,26 @@ RUN_VARIANT = """
 """
 
 
+def test_threads_asking_at_once_get_one_product_choice_and_one_set_of_loops(tmp_path):
+    # a first split call asks from every row block's thread at once, while the BLAS is still being
+    # looked up (SciPy imports then): every thread must get the same choice and the same compiled
+    # loops, or the blocks would round differently and compile twice
+    out = _python("""
+        import json, threading
+        from minirnn.kernels import _threads, gru, lstm
+        barrier, seen = threading.Barrier(4), []
+        def ask():
+            barrier.wait()
+            blas = _threads.small_products_in_blas()
+            seen.append((blas, _threads.available_threads(), id(lstm.loops(blas)), id(gru.loops(blas))))
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(json.dumps({"distinct": len(set(seen)), "asked": len(seen)}))
+    """, tmp_path)
+    assert out == {"distinct": 1, "asked": 4}
+
+
 @pytest.mark.slow
 def test_each_product_variant_compiles_only_its_own_products_and_caches_apart(tmp_path):
     # the BLAS variant of a cell's loops never compiles the blocked loops; each variant has its own
