@@ -11,8 +11,9 @@ its logits against the exported predictor's (within 1e-4) and stops the run if t
 workers take turns in short rounds (one runs while the others wait, idle; each round starts after
 ``--gap`` seconds with nothing running, and each worker goes first in turn), and the figure is the
 median over rounds of each round's mean, in microseconds; ratios are minirnn over the peer (lower is
-better). Separate processes, because thread pools that spin after a call (onnxruntime's, PyTorch's
-OpenMP) take cores from whatever runs next in the same process.
+better). Separate processes, so that no library's thread pool shares a process with another's
+(PyTorch has run several times slower in a process where Numba's thread pool had started); the
+idle gap lets a pool that spins after a call go to sleep before the next worker runs.
 
 Usage, from the repository root (peers: ``pip install onnxruntime`` and a CPU build of PyTorch,
 ``pip install torch --index-url https://download.pytorch.org/whl/cpu``)::
