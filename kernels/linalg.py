@@ -29,7 +29,6 @@ Compile time is part of the user's first step, so the module keeps it down:
   as an argument: Numba drops the branch a constant rules out before compiling, so a process
   compiles either the BLAS calls or the blocked loops, not both (on AVX-512 machines, where BLAS
   runs the products, a first LSTM prediction compiles in about half the time);
-
 * the functions that only choose between BLAS and a loop (:func:`step_product`,
   :func:`input_product`, :func:`input_grad_product`, :func:`accumulate_weight_grads`) are inlined
   into their callers (``_jit.inline_jit``), so that the blocked loops compile once on their own and

@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from . import datafiles
+from .config import DEVICES
 from .errors import install_hint
 
 __all__ = ["main", "COMMANDS"]
@@ -47,7 +48,6 @@ DATA_OPTIONS = ("format", "label_column", "id_column", "time_column", "feature_c
 MODEL_OPTIONS = ("task", "units", "cell_type", "optimizer")
 LOSS_FILE = "training_loss.jsonl"          # {"step": .., "loss": ..} per training step, written by train
 BEST_FILE = "minirnn_cli_best.h5"          # the best epoch's checkpoint while training with --patience
-DEVICES = ("cpu", "cuda", "auto")
 PLOT_EXTRA = "matplotlib: " + install_hint("plot", "matplotlib")
 
 logger = logging.getLogger("minirnn")

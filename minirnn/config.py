@@ -6,6 +6,8 @@ from collections import namedtuple
 
 import numpy as np
 
+DEVICES = ("cpu", "cuda", "auto")   # where the recurrent model runs (RunConfig(device=), --device)
+
 __all__ = ["RunConfig", "WarmStartSettings", "MPIDistribution", "check_distribute", "launched_size",
            "SIZE_VARIABLES", "DEFAULT_TIMEOUT", "EMBEDDING_MODES"]
 
@@ -105,7 +107,7 @@ class RunConfig:
         if keep_checkpoint_max is not None and (not isinstance(keep_checkpoint_max, (int, np.integer))
                                                 or keep_checkpoint_max < 0):
             raise ValueError(f"keep_checkpoint_max: expected a non-negative integer or None, got {keep_checkpoint_max!r}")
-        if device not in ("cpu", "cuda", "auto"):
+        if device not in DEVICES:
             raise ValueError(f"device: expected 'cpu', 'cuda' or 'auto', got {device!r}")
         if save_summary_steps is not None and (not isinstance(save_summary_steps, (int, np.integer))
                                                or isinstance(save_summary_steps, bool) or save_summary_steps < 0):

@@ -37,6 +37,7 @@ import math
 
 import numpy as np
 
+from .config import DEVICES
 from .errors import install_hint
 from .model import stack_backward, stack_forward, tile_context
 
@@ -45,7 +46,6 @@ __all__ = ["DEVICES", "select_device", "gpu_available", "trainer_for", "predicto
 
 logger = logging.getLogger(__name__)
 
-DEVICES = ("cpu", "cuda", "auto")
 
 
 def _numba_cuda():

@@ -50,6 +50,7 @@ import threading
 
 import numpy as np
 
+from .config import DEVICES
 from .errors import install_hint
 
 __all__ = ["add_parser", "run", "main", "App", "ModelServer", "ServeError"]
@@ -952,7 +953,7 @@ def _add_arguments(parser):
                         help=f"larger request bodies are refused with 413 (default {DEFAULT_MAX_REQUEST_BYTES})")
     limits.add_argument("--drain-seconds", type=_seconds, default=30.0, metavar="S",
                         help="on SIGTERM, how long requests in flight may take to finish (default 30)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="where predictions run: cpu (default), cuda (an NVIDIA GPU; an error when there is "
                              "none) or auto (the GPU when one is usable)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings only")
