@@ -9,6 +9,8 @@ Cases:
   tokens     2-layer LSTM [32, 16] on one-hot token sequences, vocabulary 32, batch 32, T=50,
              lengths 10..50
   S1, S2, S3 one LSTM layer at the kernel benchmark's shapes (B, T, D, H), full lengths
+  short      one LSTM layer [64] over short sequences: batch 32, T=15, D=16, lengths 10..15 (like 32
+             names of up to 15 characters after a 16-wide embedding)
 
 Before timing, a separate process checks one minirnn step (float32, compiled kernels) against the
 same step on the plain NumPy reference backend in float64 with the same weights: the loss and every
@@ -21,6 +23,14 @@ threads): input checks, the dense logits layer and its gradient, the head, zeroi
 the optimizer. The target is < 20% at S1.
 
     python3 benchmarks/bench_training.py --rounds 3 --threads 2
+
+``--row-blocks`` times, instead of the peer, minirnn's step both ways a batch can run on the threads:
+split into row blocks (one per thread) and whole (one block, BLAS threads for large per-step
+products), alternating fresh processes, and says which one the default plan
+(``kernels._threads.plan``: blocks of at least ``MIN_ROWS`` rows and ``MIN_BLOCK_FLOPS`` of work)
+picks. It is the measurement behind that rule: rerun it on a new machine.
+
+    python3 benchmarks/bench_training.py --row-blocks --cases short tokens S1 S2 --rounds 5
 
 Prints the machine (CPU model, BLAS kernels; a JSON line {"bench": "machine", ...}), a table and
 JSON lines {"bench": "training", "case", "cell", "threads", "minirnn_ms", "peer_ms", "ratio",
@@ -42,6 +52,7 @@ CASES = {  # units, B, T, D, variable lengths
     "S1": ([64], 32, 50, 16, False),
     "S2": ([128], 64, 100, 64, False),
     "S3": ([256], 128, 200, 128, False),
+    "short": ([64], 32, 15, 16, True),
 }
 N_CLASSES = 10
 
@@ -81,10 +92,15 @@ def one_step(model, head, opt, x, mask, labels):
     return result.loss
 
 
-def minirnn_step(case, cell):
-    """(step, recurrent_time): recurrent_time[0] accumulates the wall time of the recurrent stack."""
+def minirnn_step(case, cell, row_blocks="default"):
+    """(step, recurrent_time, split): recurrent_time[0] accumulates the wall time of the recurrent
+    stack; split: whether the batch runs as row blocks. ``row_blocks``: 'default' (the plan's rule),
+    'split' (whenever there are rows enough) or 'whole' (never)."""
+    from minirnn.kernels import _threads
     from minirnn.model import RNNModel
+    _threads.MIN_BLOCK_FLOPS = {"default": _threads.MIN_BLOCK_FLOPS, "split": 0.0, "whole": float("inf")}[row_blocks]
     model, head, opt, x, mask, labels = minirnn_model(case, cell)
+    split = len(model._row_blocks(*x.shape[:2])) > 2
     recurrent_time = [0.0]
     for name in ("_forward_stack", "_backward_stack"):   # the recurrent layers' kernels, row-block threads
         original = getattr(RNNModel, name)
@@ -96,7 +112,7 @@ def minirnn_step(case, cell):
             finally:
                 recurrent_time[0] += time.perf_counter() - t
         setattr(RNNModel, name, timed)
-    return (lambda: one_step(model, head, opt, x, mask, labels)), recurrent_time
+    return (lambda: one_step(model, head, opt, x, mask, labels)), recurrent_time, split
 
 
 def check(case, cell):
@@ -148,9 +164,9 @@ def worker(impl, case, cell, reps):
     if impl == "torch":
         import torch
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        step, kernel_time = torch_step(case, cell), None
-    else:
-        step, kernel_time = minirnn_step(case, cell)
+        step, kernel_time, split = torch_step(case, cell), None, None
+    else:                                # minirnn, minirnn-split, minirnn-whole
+        step, kernel_time, split = minirnn_step(case, cell, impl.partition("-")[2] or "default")
     for _ in range(3):
         step()
     if kernel_time is not None and not kernel_time[0] > 0:
@@ -166,7 +182,7 @@ def worker(impl, case, cell, reps):
             inside.append(kernel_time[0] - before)
     order = sorted(range(reps), key=lambda i: times[i])
     mid = order[reps // 2]
-    out = {"ms": 1e3 * times[mid]}
+    out = {"ms": 1e3 * times[mid], "split": split}
     if inside:
         out["outside_share"] = 1.0 - inside[mid] / times[mid]
     print(json.dumps(out))
@@ -190,6 +206,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2,
                         help="OMP/MKL/OPENBLAS/NUMBA_NUM_THREADS and PyTorch's threads in the workers (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per case and library (default 3)")
+    parser.add_argument("--row-blocks", action="store_true",
+                        help="instead of PyTorch: minirnn's step with the batch split into row blocks and whole")
     add_output_argument(parser)
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--check", nargs=2, help=argparse.SUPPRESS)
@@ -201,6 +219,8 @@ def main():
         return check(*args.check)
 
     require_minirnn()
+    if args.row_blocks:
+        return row_blocks(args)
     torch_version = version("torch")
     report = Report(args.output)
     report.machine(script="bench_training", threads=args.threads, rounds=args.rounds,
@@ -233,6 +253,28 @@ def main():
                   f"outside the recurrent stack {100 * share:4.1f}%", flush=True)
     for row in rows:
         report.row(row)
+
+
+def row_blocks(args):
+    """minirnn's step split into row blocks and whole, alternating fresh processes (see the docstring)."""
+    report = Report(args.output)
+    report.machine(script="bench_training", mode="row-blocks", threads=args.threads, rounds=args.rounds)
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    for cell in args.cells:
+        for case in args.cases:
+            reps = {"S3": 3, "S2": 10}.get(case, 30)
+            res = {"split": [], "whole": []}
+            for k in range(args.rounds):           # alternate which goes first
+                for way in (("split", "whole") if k % 2 == 0 else ("whole", "split")):
+                    res[way].append(_run(["--worker", f"minirnn-{way}", case, cell, str(reps)], args.threads))
+            default = _run(["--worker", "minirnn", case, cell, "1"], args.threads)["split"]
+            split, whole = med([r["ms"] for r in res["split"]]), med([r["ms"] for r in res["whole"]])
+            row = {"bench": "training-row-blocks", "case": case, "cell": cell, "threads": args.threads,
+                   "split_ms": round(split, 3), "whole_ms": round(whole, 3), "split_over_whole": round(split / whole, 3),
+                   "default_plan": "split" if default else "whole"}
+            print(f"{cell:10s} {case:7s} split {split:8.2f} ms  whole {whole:8.2f} ms  split/whole {split / whole:5.2f}"
+                  f"  the default plan: {row['default_plan']}", flush=True)
+            report.row(row)
 
 
 if __name__ == "__main__":

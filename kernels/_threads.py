@@ -4,10 +4,15 @@ Rows of a batch are independent all the way through a recurrent layer, so a call
 row blocks that run the whole time loop side by side in threads (the kernels are ``nogil``), with no
 synchronisation per step; each block's matrix products then run on one BLAS thread. The alternative
 is one block whose per-step products use the BLAS's own threads, which must hand work over and
-synchronise at every step, T times per call. Row blocks won at every benchmark shape on two cores,
-so a batch of at least 2 * ``MIN_ROWS`` rows is split into one block per thread. A smaller batch
-(B=1 latency) runs as one block, on one BLAS thread when its per-step product is small (threads
-cost more than they save there) and on all threads otherwise.
+synchronise at every step, T times per call. A split has a fixed price: the worker thread sleeps
+between calls, and waking it (and then the caller, when the worker finishes after it) costs tens to
+hundreds of microseconds on a virtual machine whose idle CPU must be rescheduled. So a call is split
+into one block per thread only when each block gets at least ``MIN_ROWS`` rows and
+``MIN_BLOCK_FLOPS`` of forward products (2 T rows (D + H) G per layer: half a millisecond of forward
+kernel, and twice that in backward, on the benchmark machine), long enough to hide the wake-ups
+(``benchmarks/bench_training.py --row-blocks`` measures both ways). A smaller call (B=1 latency, or a short batch like
+32 names of 15 characters) runs as one block, on one BLAS thread when its per-step product is small
+(threads cost more than they save there) and on all threads otherwise.
 
 A caller running several kernel calls per block (``minirnn.model`` runs a whole stack of layers)
 takes the same bounds from :func:`split_rows` and hands the blocks over once with
@@ -33,6 +38,7 @@ import threading
 import numpy as np
 
 MIN_ROWS = 8                 # the smallest row block worth a thread
+MIN_BLOCK_FLOPS = 25e6       # and the least forward work (flops of its products) a block must have
 SMALL_STEP_FLOPS = 4e6       # an unsplit call below this per-step cost (2 B H G flops) uses 1 thread
 
 _controls = None
@@ -118,12 +124,15 @@ def available_threads():
     return max(1, min(n, int(cap))) if cap.isdigit() and int(cap) > 0 else n
 
 
-def plan(B, step_flops, threads=None):
-    """(row blocks, BLAS threads per block) for a batch of B rows."""
+def plan(B, step_flops, call_flops, threads=None):
+    """(row blocks, BLAS threads per block) for a batch of B rows whose per-step product costs
+    ``step_flops`` and whose forward products cost ``call_flops`` in all."""
     threads = available_threads() if threads is None else threads
     if threads <= 1 or _blas_controls() is None:
         return 1, threads
     blocks = min(threads, B // MIN_ROWS)
+    while blocks >= 2 and call_flops < blocks * MIN_BLOCK_FLOPS:      # every block needs its share of work
+        blocks -= 1
     if blocks >= 2:
         return blocks, 1
     return 1, (1 if step_flops < SMALL_STEP_FLOPS else threads)
@@ -133,8 +142,15 @@ def _bounds(B, blocks):
     return [B * k // blocks for k in range(blocks + 1)]
 
 
-def split_rows(B):
-    """Row-block bounds ``[0, ..., B]`` when ``plan`` splits a batch of B rows, else None.
+def forward_flops(B, T, weights):
+    """The flops of a forward's products over B rows and T steps: 2 B T (D + H) G for each layer's
+    ``(kernel [D, G], recurrent_kernel [H, G])`` in ``weights``."""
+    return 2.0 * B * T * sum(kernel.size + recurrent_kernel.size for kernel, recurrent_kernel in weights)
+
+
+def split_rows(B, T, weights):
+    """Row-block bounds ``[0, ..., B]`` when ``plan`` splits a batch of B rows and T steps through
+    layers of ``weights`` (``(kernel, recurrent_kernel)`` each: see :func:`forward_flops`), else None.
 
     For a caller that runs several kernel calls in each row block with :func:`run_blocks`
     (``minirnn.model`` runs every layer of a stack there: one hand-off to the worker thread for the
@@ -142,7 +158,7 @@ def split_rows(B):
     single call would use, so the results are bit for bit the same either way."""
     if B < 2 * MIN_ROWS:                           # too few rows to split: decided without the settings
         return None
-    blocks, _ = plan(B, 0.0)
+    blocks, _ = plan(B, 0.0, forward_flops(B, T, weights))
     return _bounds(B, blocks) if blocks >= 2 else None
 
 
@@ -268,8 +284,8 @@ def forward(cell_forward, x, mask, states0, kernel, recurrent_kernel, bias,
             zero_output_for_mask=False, workspace=None, **cell_options):
     """``cell_forward`` over the batch, split into row blocks when ``plan`` says so (each block with
     its own part of ``workspace``)."""
-    B = x.shape[0]
-    blocks, per_block = plan(B, 2.0 * B * recurrent_kernel.size)
+    B, T = x.shape[:2]
+    blocks, per_block = plan(B, 2.0 * B * recurrent_kernel.size, forward_flops(B, T, [(kernel, recurrent_kernel)]))
     with blas_threads(per_block):
         if blocks == 1:
             return cell_forward(x, mask, states0, kernel, recurrent_kernel, bias, zero_output_for_mask,
@@ -287,10 +303,10 @@ def forward(cell_forward, x, mask, states0, kernel, recurrent_kernel, bias,
 
 def backward(cell_backward, dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx=True):
     """``cell_backward`` for a forward made by :func:`forward`, block by block when it was split."""
-    B = dy.shape[0]
-    blocks, per_block = plan(B, 2.0 * B * drecurrent_kernel.size)
-    if not isinstance(saved, RowBlocks):
-        with blas_threads(per_block if blocks == 1 else available_threads()):
+    if not isinstance(saved, RowBlocks):             # the forward ran as one block: so does backward
+        B = dy.shape[0]
+        _, per_block = plan(B, 2.0 * B * drecurrent_kernel.size, 0.0)
+        with blas_threads(per_block):
             return cell_backward(dy, dstates_T, saved, dkernel, drecurrent_kernel, dbias, need_dx)
 
     def block(k, b0, b1):

@@ -273,7 +273,7 @@ class RNNModel:
             self.build(Ds, Dc)
         x = tile_context(sequence, context)
         backends = self._backends()
-        bounds = self._row_blocks(B, backends)
+        bounds = self._row_blocks(B, T, backends)
         h, self.final_states, scales = self._forward_stack(x, mask, initial_states, training, bounds, backends)
         if scales[-1] is not None:
             h = h * scales[-1]
@@ -286,13 +286,13 @@ class RNNModel:
         default = kernels.default_backend() if any(layer.backend is None for layer in self.layers) else None
         return [layer.backend or default for layer in self.layers]
 
-    def _row_blocks(self, B, backends=None):
+    def _row_blocks(self, B, T, backends=None):
         """Row-block bounds ``[0, ..., B]`` for :meth:`_forward_stack`: one block per thread when the
-        Numba kernels run a batch large enough to split (``kernels._threads.split_rows``), else
+        Numba kernels run a batch with enough work to split (``kernels._threads.split_rows``), else
         ``[0, B]``."""
         if all(backend == "numba" for backend in backends or self._backends()):
             from .kernels import _threads
-            bounds = _threads.split_rows(B)
+            bounds = _threads.split_rows(B, T, [(layer.kernel, layer.recurrent_kernel) for layer in self.layers])
             if bounds is not None:
                 return bounds
         return [0, B]

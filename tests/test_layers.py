@@ -220,13 +220,22 @@ def test_float32_activations_over_the_whole_line():
 
 
 def test_thread_plan_and_blas_setting_restored():
+    from unittest import mock
     from minirnn.kernels import _threads
     if _threads._blas_controls() is None:
         pytest.skip("this BLAS exposes no thread control")
-    assert _threads.plan(32, 1e6, threads=2) == (2, 1)      # row blocks, one BLAS thread each
-    assert _threads.plan(1, 1e6, threads=2) == (1, 1)       # B=1, small product: one thread
-    assert _threads.plan(1, 1e8, threads=2) == (1, 2)       # B=1, large product: BLAS threads
-    assert _threads.plan(64, 1e8, threads=1) == (1, 1)
+    assert _threads.plan(32, 1e6, 1e8, threads=2) == (2, 1)      # row blocks, one BLAS thread each
+    assert _threads.plan(32, 1e6, 2e7, threads=2) == (1, 1)      # blocks too short to pay for the hand-off
+    assert _threads.plan(8, 1e6, 1e9, threads=2) == (1, 1)       # blocks with too few rows
+    assert _threads.plan(1, 1e6, 1e6, threads=2) == (1, 1)       # B=1, small product: one thread
+    assert _threads.plan(1, 1e8, 1e10, threads=2) == (1, 2)      # B=1, large product: BLAS threads
+    assert _threads.plan(64, 1e8, 1e10, threads=1) == (1, 1)
+    # a model asks with its whole stack's forward work: 32 names of 15 characters (LSTM 64 over 16
+    # inputs) stay one block, the same batch over 50 steps is split
+    weights = [(np.empty((16, 256), np.float32), np.empty((64, 256), np.float32))]
+    with mock.patch.object(_threads, "available_threads", lambda: 2):
+        assert _threads.split_rows(32, 15, weights) is None
+        assert _threads.split_rows(32, 50, weights) == [0, 16, 32]
     get = _threads._blas_controls()[0]
     before = get()
     with _threads.blas_threads(1):
@@ -240,7 +249,7 @@ def test_numba_num_threads_caps_the_threads(monkeypatch):
         pytest.skip("this BLAS exposes no thread control")
     monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
     assert _threads.available_threads() == 1
-    assert _threads.plan(128, 1e8) == (1, 1)
+    assert _threads.plan(128, 1e8, 1e10) == (1, 1)
 
 
 def test_set_weights_forgets_the_saved_forward():

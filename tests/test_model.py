@@ -135,7 +135,8 @@ def test_stack_runner_equals_layer_by_layer_bit_for_bit(cells, opts, B, T, threa
             out.append(inference.forward(seq, mask, ctx, initial_states=states))
         return out
 
-    with mock.patch.object(_threads, "MIN_ROWS", 1), mock.patch.object(_threads, "available_threads", lambda: threads):
+    with mock.patch.object(_threads, "MIN_ROWS", 1), mock.patch.object(_threads, "MIN_BLOCK_FLOPS", 0), \
+            mock.patch.object(_threads, "available_threads", lambda: threads):
         blocks, layers = stack(), oracle()
     assert len(blocks) == len(layers)
     for a, b in zip(blocks, layers):
@@ -153,8 +154,9 @@ def test_stack_runner_validates_like_the_layers():
         pytest.skip("this BLAS exposes no thread control: batches are never split")
     model = RNNModel([4, 3], cell_type="lstm", seed=0)
     seq = np.ones((4, 3, 2), np.float32)
-    with mock.patch.object(_threads, "MIN_ROWS", 1), mock.patch.object(_threads, "available_threads", lambda: 2):
-        assert _threads.split_rows(4) == [0, 2, 4]
+    with mock.patch.object(_threads, "MIN_ROWS", 1), mock.patch.object(_threads, "MIN_BLOCK_FLOPS", 0), \
+            mock.patch.object(_threads, "available_threads", lambda: 2):
+        assert _threads.split_rows(4, 3, [(np.ones((2, 16)), np.ones((4, 16)))]) == [0, 2, 4]
         bad = seq.copy()
         bad[1, 2, 0] = np.nan
         with pytest.raises(ValueError, match="contains NaN or inf"):
@@ -166,10 +168,10 @@ def test_stack_runner_validates_like_the_layers():
             model.forward(seq, np.full((4, 3), 2), training=True)
         model.forward(seq, np.ones((4, 3), int), training=True)          # 0/1 masks are accepted
         assert isinstance(model.layers[1]._saved[0], _threads.RowBlocks)
-        assert RNNModel([4, 3], backend="numpy")._row_blocks(4) == [0, 4]   # the reference runs unsplit
+        assert RNNModel([4, 3], backend="numpy")._row_blocks(4, 3) == [0, 4]   # the reference runs unsplit
         with mock.patch.dict(os.environ, {"MINIRNN_BACKEND": "numpy"}):
-            assert model._row_blocks(4) == [0, 4]
-        assert model._row_blocks(4) == [0, 2, 4]
+            assert model._row_blocks(4, 3) == [0, 4]
+        assert model._row_blocks(4, 3) == [0, 2, 4]
 
 
 def test_names_shapes_and_initialisation_like_tf():
