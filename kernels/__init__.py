@@ -33,16 +33,36 @@ modules (``*_cuda.py``) keep the same contract without it: their memory stays on
 
 import functools
 import importlib
+import importlib.util
 import os
 
 from .workspace import Workspace
 
 CELLS = ("simple_rnn", "lstm", "gru")
 BACKENDS = ("numba", "numpy")
+COMPILE_MODES = ("now", "background")
+
+
+def compile_mode():
+    """When the Numba kernels compile: ``MINIRNN_COMPILE=now`` (the default: at a kernel's first
+    call, which waits for it) or ``background`` (predictions run the NumPy reference until a
+    background thread has compiled the kernel; see :mod:`._background`)."""
+    chosen = os.environ.get("MINIRNN_COMPILE", "").strip().lower() or "now"
+    if chosen not in COMPILE_MODES:
+        raise ValueError(f"MINIRNN_COMPILE={chosen!r}: expected one of {COMPILE_MODES}")
+    return chosen
 
 
 def _numba_usable():
-    return os.environ.get("NUMBA_DISABLE_JIT", "0") in ("", "0") and _numba_importable()
+    if os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"):
+        return False
+    # background compilation imports Numba in its own thread: here, only ask whether it is installed
+    return _numba_installed() if compile_mode() == "background" else _numba_importable()
+
+
+@functools.lru_cache(maxsize=None)
+def _numba_installed():
+    return importlib.util.find_spec("numba") is not None
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,15 +96,17 @@ def load(cell, backend=None, split_rows=True):
     :mod:`minirnn.kernels.reference`, slower, needs no compiler). The Numba functions are the cell
     module's, run through :mod:`minirnn.kernels._threads`, which splits large batches into row blocks
     that run in parallel threads; ``split_rows=False`` gives the module's own functions, for a caller
-    that splits the batch itself (``_threads.split_rows``).
+    that splits the batch itself (``_threads.split_rows``). With ``MINIRNN_COMPILE=background``
+    (:func:`compile_mode`) the Numba forward runs predictions on the reference until its loop has
+    been compiled in a background thread (:mod:`._background`).
     """
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}: expected one of {CELLS}")
-    return _load(cell, default_backend() if backend is None else backend, split_rows)
+    return _load(cell, default_backend() if backend is None else backend, split_rows, compile_mode())
 
 
 @functools.lru_cache(maxsize=None)
-def _load(cell, backend, split_rows):
+def _load(cell, backend, split_rows, mode="now"):
     if backend == "numpy":
         from . import reference
         return getattr(reference, cell + "_forward"), getattr(reference, cell + "_backward")
@@ -92,6 +114,11 @@ def _load(cell, backend, split_rows):
         if not _numba_usable():
             raise ImportError("backend='numba' needs numba installed and NUMBA_DISABLE_JIT unset; "
                               "use backend='numpy' for the pure-NumPy reference")
+        if mode == "background":
+            from . import _background
+            def compiled(split):               # this cell's compiled (forward, backward), as mode 'now' loads them
+                return _load(cell, "numba", split, "now")
+            return _background.forward(cell, split_rows, compiled), _background.backward(split_rows, compiled)
         from . import _threads
         module = importlib.import_module(f"{__name__}.{cell}")
         if not split_rows:
@@ -99,6 +126,14 @@ def _load(cell, backend, split_rows):
         return (functools.partial(_threads.forward, module.forward),
                 functools.partial(_threads.backward, module.backward))
     raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+
+
+def wait_compiled(timeout=None):
+    """With ``MINIRNN_COMPILE=background``: block until the kernels being compiled in the background
+    are ready (or ``timeout`` seconds passed); -> True when none is still compiling. Immediately
+    True when nothing compiles in the background."""
+    from . import _background
+    return _background.wait(timeout)
 
 
 @functools.lru_cache(maxsize=None)

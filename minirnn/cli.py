@@ -1270,7 +1270,7 @@ def _warmup(args):
 
     import minirnn
     from minirnn import feature_column as fc
-    from minirnn.kernels import default_backend
+    from minirnn.kernels import default_backend, wait_compiled
     from minirnn.network import Network
     if default_backend() != "numba":
         raise UsageError(f"the kernel backend is {default_backend()!r} (MINIRNN_BACKEND): nothing to compile")
@@ -1290,6 +1290,7 @@ def _warmup(args):
             else:
                 clf.train(lambda: (batch, np.arange(4) % 2), steps=1)
                 minirnn.load_exported(clf.export_saved_model(os.path.join(folder, cell, "export"))).predict(batch)
+            wait_compiled()                          # MINIRNN_COMPILE=background: the predictions' kernels too
             logger.info("%s: compiled and cached in %.1fs", cell, time.perf_counter() - start)
     return 0
 

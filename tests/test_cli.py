@@ -504,14 +504,18 @@ def test_bom_missing_labels_and_memory_are_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_warmup_fills_the_kernel_cache_that_a_later_prediction_loads(tmp_path):
+@pytest.mark.parametrize("mode", ["now", "background"])
+def test_warmup_fills_the_kernel_cache_that_a_later_prediction_loads(tmp_path, mode):
     """After `minirnn warmup`, a new process's first prediction loads its kernels from the cache:
-    Numba counts cache hits and no compilation (misses)."""
+    Numba counts cache hits and no compilation (misses). With MINIRNN_COMPILE=background the warm-up
+    waits for the kernels its predictions compile in the background."""
     cache = tmp_path / "numba_cache"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), MINIRNN_PROGRESS="0")
     env.pop("MINIRNN_BACKEND", None)
+    env.pop("MINIRNN_COMPILE", None)
     done = subprocess.run([sys.executable, "-P", "-m", "minirnn", "warmup", "--cells", "simple_rnn",
-                           "--inference-only"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                           "--inference-only"], cwd=tmp_path, env=dict(env, MINIRNN_COMPILE=mode),
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "simple_rnn: compiled and cached" in done.stderr, done.stderr
     assert any(cache.rglob("*.nbi"))
     probe = ("import numpy as np, minirnn\n"
