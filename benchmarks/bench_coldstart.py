@@ -7,10 +7,11 @@ first ``train`` step (``train``). ``cold`` runs point ``NUMBA_CACHE_DIR`` at a n
 ``warm`` runs reuse the folder the cold run filled. ``MINIRNN_BACKEND=numpy`` (no compilation at all)
 gives the floor. ``background`` predictions run with ``MINIRNN_COMPILE=background`` (the first
 prediction runs the NumPy reference while the kernel compiles in a background thread), once with a
-new empty cache and once with the filled one. Before timing, the script checks that the prediction of every run equals the
-prediction of the process that made the export. The figure is the median over ``--rounds``, in
-seconds, of the time measured inside the process from its first line (the interpreter's own start,
-~20 ms, is not counted), plus the peer: onnxruntime's import and first run of the ONNX export.
+new empty cache and once with the filled one. Before timing, the script checks that the prediction
+of every run equals the prediction of the process that made the export (to 1e-5). The figure is the
+median over ``--rounds``, in seconds, of the time measured inside the process from its first line
+(the interpreter's own start, ~20 ms, is not counted), plus the peer: onnxruntime's import and
+first run of the ONNX export.
 
 Usage, from the repository root::
 

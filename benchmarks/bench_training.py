@@ -270,7 +270,8 @@ def row_blocks(args):
             default = _run(["--worker", "minirnn", case, cell, "1"], args.threads)["split"]
             split, whole = med([r["ms"] for r in res["split"]]), med([r["ms"] for r in res["whole"]])
             row = {"bench": "training-row-blocks", "case": case, "cell": cell, "threads": args.threads,
-                   "split_ms": round(split, 3), "whole_ms": round(whole, 3), "split_over_whole": round(split / whole, 3),
+                   "split_ms": round(split, 3), "whole_ms": round(whole, 3),
+                   "split_over_whole": round(split / whole, 3),
                    "default_plan": "split" if default else "whole"}
             print(f"{cell:10s} {case:7s} split {split:8.2f} ms  whole {whole:8.2f} ms  split/whole {split / whole:5.2f}"
                   f"  the default plan: {row['default_plan']}", flush=True)

@@ -8,12 +8,12 @@ starts a background thread that imports Numba and compiles, or loads from the ca
 the same cell, dtype and options, with a one-step batch. The calls after it has finished run
 compiled. The process's first prediction then costs what the NumPy backend's does.
 
-What differs: until the switch, predictions are the reference's numbers. In float64 they agree with
-the compiled kernels to about 1e-12; in float32 to about 1e-6, because the compiled float32
-activations are a rational approximation (:mod:`.activations`). A training forward and every
-backward compile in the calling thread, as in the default mode: a training step's forward and
-backward must come from the same implementation. If the background compilation fails (Numba
-missing or broken), a RuntimeWarning says so and predictions keep the reference.
+What differs: until the switch, predictions are the reference's numbers. In float64 they agree
+with the compiled kernels to 1e-10 (the tests' bound); in float32 to about 1e-6, because the
+compiled float32 activations are a rational approximation (:mod:`.activations`). A training
+forward and every backward compile in the calling thread, as in the default mode: a training
+step's forward and backward must come from the same implementation. If the background compilation
+fails (Numba missing or broken), a RuntimeWarning says so and predictions keep the reference.
 
 ``minirnn.kernels.wait_compiled()`` (:func:`wait`) blocks until the compilations started so far
 have finished: for tests, benchmarks, or a server that reports ready only when compiled.
