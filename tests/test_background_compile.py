@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -38,7 +39,7 @@ def _run(code, cell, env=None):
     full = dict(os.environ, MINIRNN_COMPILE="background", **(env or {}))
     full.pop("MINIRNN_BACKEND", None)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(MODEL) + textwrap.dedent(code), cell], env=full,
-                          capture_output=True, text=True, timeout=600)
+                          cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=600)   # the installed minirnn
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
