@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 _compiled = {}          # (cell, dtype, options) -> True (compiled) or False (failed): the finished ones
-_threads = {}           # the same key -> its background thread
+_running = {}           # the same key -> its background thread, started once
 _lock = threading.Lock()
 
 
@@ -61,7 +61,7 @@ def wait(timeout=None):
     """Block until every background compilation started so far has finished (or ``timeout``
     seconds passed); -> True when none is still running."""
     with _lock:
-        running = list(_threads.values())
+        running = list(_running.values())
     for thread in running:
         thread.join(timeout)
     return not any(thread.is_alive() for thread in running)
@@ -70,12 +70,12 @@ def wait(timeout=None):
 def _start(key, compiled, kernel, recurrent_kernel, bias, n_states, options):
     """Start the background compilation of ``key``'s loop, once."""
     with _lock:
-        if key in _threads:
+        if key in _running:
             return
         weights = tuple(np.array(w) for w in (kernel, recurrent_kernel, bias))   # the caller may change its own
         thread = threading.Thread(target=_compile, args=(key, compiled, weights, n_states, options),
                                   name=f"minirnn compile {key[0]}", daemon=True)
-        _threads[key] = thread
+        _running[key] = thread
     thread.start()
 
 
@@ -88,8 +88,8 @@ def _compile(key, compiled, weights, n_states, options):
     try:
         forward = compiled(False)[0]       # importing the cell module imports Numba
         forward(np.zeros((1, 1, kernel.shape[0]), dtype), np.ones((1, 1), dtype=bool),
-                 tuple(np.zeros((1, H), dtype) for _ in range(n_states)), kernel, recurrent_kernel, bias, False,
-                 training=False, all_outputs=False, **options)
+                tuple(np.zeros((1, H), dtype) for _ in range(n_states)), kernel, recurrent_kernel, bias, False,
+                training=False, all_outputs=False, **options)
     except Exception as error:   # noqa: BLE001 - reported, and predictions keep the reference
         warnings.warn(f"MINIRNN_COMPILE=background: compiling the {cell} kernel failed ({type(error).__name__}: "
                       f"{error}); predictions keep the NumPy reference", RuntimeWarning, stacklevel=1)

@@ -10,9 +10,9 @@ hundreds of microseconds on a virtual machine whose idle CPU must be rescheduled
 into one block per thread only when each block gets at least ``MIN_ROWS`` rows and
 ``MIN_BLOCK_FLOPS`` of forward products (2 T rows (D + H) G per layer: half a millisecond of forward
 kernel, and twice that in backward, on the benchmark machine), long enough to hide the wake-ups
-(``benchmarks/bench_training.py --row-blocks`` measures both ways). A smaller call (B=1 latency, or a short batch like
-32 names of 15 characters) runs as one block, on one BLAS thread when its per-step product is small
-(threads cost more than they save there) and on all threads otherwise.
+(``benchmarks/bench_training.py --row-blocks`` measures both ways). A smaller call (B=1 latency,
+or a short batch like 32 names of 15 characters) runs as one block, on one BLAS thread when its
+per-step product is small (threads cost more than they save there) and on all threads otherwise.
 
 A caller running several kernel calls per block (``minirnn.model`` runs a whole stack of layers)
 takes the same bounds from :func:`split_rows` and hands the blocks over once with

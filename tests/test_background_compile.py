@@ -83,7 +83,7 @@ def test_training_compiles_in_the_calling_thread_and_equals_the_default_mode():
             return [g.copy() for g in m.grads()]
         background = step(model())
         from minirnn.kernels import _background
-        started = dict(_background._threads)         # a training forward starts no background compile
+        started = dict(_background._running)         # a training forward starts no background compile
         os.environ["MINIRNN_COMPILE"] = "now"
         now = step(model())
         print(json.dumps({"equal": all(np.array_equal(a, b) for a, b in zip(background, now)),
